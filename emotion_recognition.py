@@ -1,0 +1,505 @@
+"""Train a facial-expression CNN on FER-2013, evaluate it, save it to models/.
+
+    python emotion_recognition.py                      # full training run
+    python emotion_recognition.py --epochs 3 --limit 2000   # a quick try
+    python emotion_recognition.py --evaluate           # re-test the saved model
+
+Every setting below is a plain constant; each one can be overridden on the command
+line by its lower-case name (`--batch-size 128`). `--help` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from fer_common import (
+    EMOTIONS,
+    FER2013_URL,
+    IMAGE_SIZE,
+    UserError,
+    atomic_path,
+    load_model,
+    run_cli,
+    save_model,
+    to_gray,
+    to_model_face,
+)
+
+# --------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------
+
+DATA = "data/fer2013.csv"  # Kaggle CSV (.csv, .csv.gz, .csv.xz) or image folders
+OUT_DIR = "models"
+LIMIT = 0  # train on this many random training faces only (0: all of them)
+SEED = 42
+
+EPOCHS = 35
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3  # peak learning rate of AdamW
+WEIGHT_DECAY = 1e-4
+LABEL_SMOOTHING = 0.1
+LR_SCHEDULE = "cosine"  # "cosine": decay to 0 over EPOCHS; "plateau": halve when stuck
+PATIENCE = 10  # stop after this many epochs without a better validation accuracy
+
+BASE_FILTERS = 32  # filters of the first conv block; each next block doubles them
+CONV_BLOCKS = 4
+DENSE_UNITS = 256
+CONV_DROPOUT = 0.2
+DENSE_DROPOUT = 0.5
+
+# Augmentation, applied by layers inside the model during training only.
+FLIP = True  # mirror faces left-right
+ROTATION = 0.03  # fraction of a full turn (0.03: about 11 degrees)
+ZOOM = 0.1
+SHIFT = 0.1  # fraction of the image size
+
+# For a CSV without a Usage column: seeded, stratified shares of the rows.
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.1
+MAX_BAD_FRACTION = 0.01  # refuse data with more broken rows/images than this
+
+SETTINGS = {name: value for name, value in globals().items() if name.isupper()}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for name, default in SETTINGS.items():
+        flag = "--" + name.lower().replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, metavar=name)
+    parser.add_argument(
+        "--evaluate", action="store_true", help="test the saved model in OUT_DIR, no training"
+    )
+    return parser.parse_args()
+
+
+# --------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------
+
+CSV_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+
+
+def load_data(path: str | Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """FER-2013 as {"train"|"val"|"test": (uint8 faces (N, 48, 48, 1), labels (N,))}."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(
+            f"FER-2013 not found at {path}: download fer2013.csv from {FER2013_URL} "
+            "and put it in data/ (or pass --data PATH); see data/README.md"
+        )
+    splits = load_image_folders(path, cfg) if path.is_dir() else load_csv(path, cfg)
+    for name, (_, labels) in splits.items():
+        if len(labels) == 0:
+            raise UserError(f"the {name} split of {path} is empty")
+    return splits
+
+
+def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as error:
+        raise UserError(f"cannot read {path} as a CSV file: {error}") from None
+    missing = {"emotion", "pixels"} - set(table.columns)
+    if missing:
+        raise UserError(
+            f"{path} has no {' or '.join(sorted(missing))} column; "
+            "expected FER-2013's columns emotion,pixels[,Usage]"
+        )
+    faces = np.zeros((len(table), IMAGE_SIZE * IMAGE_SIZE), np.uint8)
+    good = np.zeros(len(table), bool)
+    for row, text in enumerate(table["pixels"]):
+        values = np.array(text.split(), dtype=object)
+        if values.size != IMAGE_SIZE * IMAGE_SIZE:
+            continue
+        try:
+            numbers = values.astype(np.int64)
+        except ValueError:
+            continue
+        if numbers.min() >= 0 and numbers.max() <= 255:
+            faces[row], good[row] = numbers, True
+    labels = pd.to_numeric(table["emotion"], errors="coerce")
+    good &= labels.isin(range(len(EMOTIONS))).to_numpy()
+    usage = table["Usage"].map(CSV_SPLITS) if "Usage" in table else None
+    if usage is not None:
+        good &= usage.notna().to_numpy()
+    # Row numbers as a spreadsheet shows them: the header is line 1.
+    drop_bad(np.flatnonzero(~good) + 2, len(table), f"rows of {path}", cfg.max_bad_fraction)
+
+    faces = faces[good].reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
+    labels = labels[good].to_numpy(np.int64)
+    if usage is not None:
+        usage = usage[good].to_numpy()
+        return {split: (faces[usage == split], labels[usage == split]) for split in ("train", "val", "test")}
+    return stratified_split(faces, labels, cfg)
+
+
+def stratified_split(faces: np.ndarray, labels: np.ndarray, cfg: argparse.Namespace):
+    from sklearn.model_selection import train_test_split
+
+    held_out = cfg.val_fraction + cfg.test_fraction
+    try:
+        x_train, x_rest, y_train, y_rest = train_test_split(
+            faces, labels, test_size=held_out, stratify=labels, random_state=cfg.seed
+        )
+        x_val, x_test, y_val, y_test = train_test_split(
+            x_rest, y_rest, test_size=cfg.test_fraction / held_out, stratify=y_rest,
+            random_state=cfg.seed,
+        )
+    except ValueError as error:
+        raise UserError(f"cannot split {len(labels)} faces into train/val/test: {error}") from None
+    return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+
+
+def load_image_folders(root: Path, cfg: argparse.Namespace):
+    """train/<emotion>/*.jpg with test/ (and/or validation/) beside it.
+
+    With only test/, the image-folder copy of FER-2013 names its files
+    PublicTest_* and PrivateTest_*: those select and test, as the CSV's Usage does;
+    other test folders are the test split and validation is a share of train/.
+    """
+    from sklearn.preprocessing import LabelEncoder
+
+    table = list_images(root)
+    encoder = LabelEncoder()
+    encoder.classes_ = np.array(EMOTIONS, dtype=object)  # the fixed FER-2013 order
+    table["label"] = encoder.transform(table["emotion"])
+
+    faces = np.zeros((len(table), IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+    good = np.zeros(len(table), bool)
+    for row, image_path in enumerate(table["path"]):
+        image = cv2.imread(image_path, cv2.IMREAD_UNCHANGED)
+        if image is not None:
+            faces[row, :, :, 0], good[row] = to_model_face(to_gray(image)), True
+    drop_bad(table["path"][~good].tolist(), len(table), f"images under {root}", cfg.max_bad_fraction)
+
+    table, faces = table[good].reset_index(drop=True), faces[good]
+    labels = table["label"].to_numpy(np.int64)
+    split = table["split"].to_numpy()
+    if "val" not in split:
+        public = table["path"].map(lambda p: Path(p).name.startswith("PublicTest")).to_numpy()
+        if (split == "test").any() and public[split == "test"].any():
+            split = np.where(public, "val", split)
+        else:
+            x_train, x_val, y_train, y_val = stratified_split_train(
+                faces[split == "train"], labels[split == "train"], cfg
+            )
+            return {
+                "train": (x_train, y_train),
+                "val": (x_val, y_val),
+                "test": (faces[split == "test"], labels[split == "test"]),
+            }
+    return {name: (faces[split == name], labels[split == name]) for name in ("train", "val", "test")}
+
+
+def stratified_split_train(faces: np.ndarray, labels: np.ndarray, cfg: argparse.Namespace):
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(
+            faces, labels, test_size=cfg.val_fraction, stratify=labels, random_state=cfg.seed
+        )
+    except ValueError as error:
+        raise UserError(f"cannot set aside a validation share of train/: {error}") from None
+
+
+def list_images(root: Path) -> pd.DataFrame:
+    """One row per image: path, emotion (folder name), split (train/val/test)."""
+    folders = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+    names = {emotion.lower(): emotion for emotion in EMOTIONS}
+    rows = []
+    for folder, split in folders.items():
+        for class_dir in sorted((root / folder).glob("*")):
+            if not class_dir.is_dir():
+                continue
+            emotion = names.get(class_dir.name.lower())
+            if emotion is None:
+                raise UserError(
+                    f"unknown emotion folder {class_dir}; expected one of {', '.join(EMOTIONS)}"
+                )
+            rows += [
+                (str(p), emotion, split)
+                for p in sorted(class_dir.iterdir())
+                if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"}
+            ]
+    if not (root / "train").is_dir() or not rows:
+        raise UserError(
+            f"{root} has no train/<emotion>/ image folders; expected train/ and test/ "
+            "(or validation/) with one folder per emotion"
+        )
+    return pd.DataFrame(rows, columns=["path", "emotion", "split"])
+
+
+def drop_bad(bad: list | np.ndarray, total: int, what: str, max_fraction: float) -> None:
+    """Refuse data with many broken entries; warn about a few, which are skipped."""
+    if len(bad) == 0:
+        return
+    first = ", ".join(str(b) for b in list(bad)[:5])
+    message = f"{len(bad)} of {total} {what} are unreadable or invalid (first: {first})"
+    if len(bad) > max_fraction * total:
+        raise UserError(message)
+    print(f"warning: {message}; skipping {'it' if len(bad) == 1 else 'them'}")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the data file, or of every file under a data folder."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------
+
+
+def build_model(train_faces: np.ndarray, cfg: argparse.Namespace):
+    """A VGG-style CNN that takes raw 0-255 faces; augmentation and normalisation
+    are layers of the model, so what is saved is all inference needs."""
+    import keras
+    from keras import layers
+
+    augment = keras.Sequential(
+        ([layers.RandomFlip("horizontal", seed=cfg.seed)] if cfg.flip else [])
+        + [
+            layers.RandomRotation(cfg.rotation, fill_mode="nearest", seed=cfg.seed),
+            layers.RandomZoom(cfg.zoom, fill_mode="nearest", seed=cfg.seed),
+            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="nearest", seed=cfg.seed),
+        ],
+        name="augment",
+    )
+    normalize = layers.Normalization(name="normalize")  # (x - mean) / std of train faces
+    normalize.adapt(train_faces.astype("float32"))
+
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+    x = normalize(augment(inputs))
+    for block in range(cfg.conv_blocks):
+        for _ in range(2):
+            x = layers.Conv2D(cfg.base_filters * 2**block, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(cfg.conv_dropout)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(cfg.dense_units, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dropout(cfg.dense_dropout)(x)
+    outputs = layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="fer_cnn")
+
+
+# --------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------
+
+
+def train(model, data, cfg: argparse.Namespace, log_path: Path) -> int:
+    """Fit with the best validation epoch kept; Ctrl-C stops early. Returns epochs run."""
+    import keras
+
+    (x_train, y_train), (x_val, y_val) = data["train"], data["val"]
+    steps = int(np.ceil(len(x_train) / cfg.batch_size)) * cfg.epochs
+    learning_rate = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        best = os.path.join(scratch, "best.weights.h5")
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(
+                best, monitor="val_accuracy", save_best_only=True, save_weights_only=True
+            ),
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.patience),
+            keras.callbacks.CSVLogger(str(log_path)),
+        ]
+        if cfg.lr_schedule == "plateau":
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
+            )
+        try:
+            model.fit(
+                x_train, one_hot(y_train), validation_data=(x_val, one_hot(y_val)),
+                epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=callbacks,
+                verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in a log
+            )
+        except KeyboardInterrupt:
+            print("\nstopped: keeping the best epoch so far")
+        if not os.path.exists(best):
+            raise UserError("stopped before the first epoch finished; nothing was saved")
+        model.load_weights(best)
+    return len(pd.read_csv(log_path))
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(len(EMOTIONS), dtype="float32")[labels]
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
+
+
+def evaluate(model, data) -> dict:
+    """Accuracy on every split; per-class figures and confusion matrix on test."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    predicted = {
+        split: model.predict(faces, batch_size=256, verbose=0).argmax(axis=1)
+        for split, (faces, _) in data.items()
+    }
+    accuracy = {split: float(np.mean(predicted[split] == data[split][1])) for split in data}
+    labels, predicted = data["test"][1], predicted["test"]
+    everyone = list(range(len(EMOTIONS)))
+    report = classification_report(
+        labels, predicted, labels=everyone, target_names=EMOTIONS, output_dict=True,
+        zero_division=0,
+    )
+    print(classification_report(
+        labels, predicted, labels=everyone, target_names=EMOTIONS, digits=3, zero_division=0
+    ))
+    return {
+        "train_accuracy": accuracy["train"],
+        "val_accuracy": accuracy["val"],
+        "test_accuracy": accuracy["test"],
+        "test_macro_f1": report["macro avg"]["f1-score"],
+        "per_class": {name: report[name] for name in EMOTIONS},
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=everyone).tolist(),
+    }
+
+
+def plot_confusion(matrix: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    matrix = np.array(matrix, float)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ConfusionMatrixDisplay(share, display_labels=EMOTIONS).plot(
+        ax=ax, cmap="Blues", values_format=".2f", colorbar=False
+    )
+    ax.set_title("Test confusion matrix (share of each true class)")
+    save_figure(fig, path)
+
+
+def plot_curves(log_path: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = pd.read_csv(log_path)
+    epochs = log["epoch"] + 1
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in ((left, "accuracy"), (right, "loss")):
+        ax.plot(epochs, log[metric], label="train (augmented)")
+        ax.plot(epochs, log[f"val_{metric}"], label="validation")
+        ax.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())
+        ax.grid(alpha=0.3)
+        ax.legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def main() -> None:
+    cfg = parse_args()
+    out_dir = Path(cfg.out_dir)
+    if cfg.evaluate:
+        model = load_model(out_dir)  # check the model before the slow data load
+        data = load_data(cfg.data, cfg)
+        metrics = evaluate(model, data)
+        print_summary(metrics)
+        return
+
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    data = load_data(cfg.data, cfg)
+    if cfg.limit:
+        faces, labels = data["train"]
+        pick = np.random.default_rng(cfg.seed).permutation(len(labels))[: cfg.limit]
+        data["train"] = faces[pick], labels[pick]
+    print(", ".join(f"{name}: {len(labels)} faces" for name, (_, labels) in data.items()))
+
+    model = build_model(data["train"][0], cfg)
+    model.summary()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "training_log.csv"
+    started = time.time()
+    epochs_run = train(model, data, cfg, log_path)
+    seconds = time.time() - started
+
+    metrics = evaluate(model, data)
+    metrics.update(
+        epochs_run=epochs_run,
+        training_seconds=round(seconds, 1),
+        hardware=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        keras_backend=keras.backend.backend(),
+        keras_version=keras.__version__,
+        parameters=model.count_params(),
+        data_sha256=file_sha256(Path(cfg.data)),
+        config=vars(cfg),
+    )
+    save_model(model, out_dir)
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    plot_confusion(metrics["confusion_matrix"], out_dir / "confusion_matrix.png")
+    plot_curves(log_path, out_dir / "training_curves.png")
+    print_summary(metrics)
+    print(f"saved the model, metrics and plots to {out_dir}/")
+
+
+def print_summary(metrics: dict) -> None:
+    print(
+        "accuracy  train {train_accuracy:.2%}  validation {val_accuracy:.2%}  "
+        "test {test_accuracy:.2%}  (test macro-F1 {test_macro_f1:.3f})".format(**metrics)
+    )
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,153 @@
+"""What training and the live demo share: the labels, the input size, face
+preprocessing, model loading and saving, and one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# FER-2013's label order: the CSV's `emotion` column indexes this tuple.
+EMOTIONS = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+IMAGE_SIZE = 48  # the model takes raw 0-255 grayscale faces of (N, 48, 48, 1)
+
+# FER-2013 faces are framed a little wider than a Haar box (forehead and chin
+# show), so the demo widens each detected box by this fraction on every side.
+FACE_MARGIN = 0.1
+
+MODEL_JSON = "fer.json"
+MODEL_WEIGHTS = "fer.h5"
+FER2013_URL = "https://www.kaggle.com/datasets/msambare/fer2013"
+
+
+class UserError(Exception):
+    """A problem the user can fix; reported as one line, without a traceback."""
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Run a script's main(), turning user errors and Ctrl-C into a clean exit."""
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+# --------------------------------------------------------------------------
+# Faces
+# --------------------------------------------------------------------------
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Any OpenCV image (gray, BGR or BGRA) as one 8-bit grayscale channel."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    if image.ndim == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return image
+
+
+def to_model_face(gray: np.ndarray) -> np.ndarray:
+    """A grayscale face of any size as the model's 48x48 uint8 input."""
+    interpolation = cv2.INTER_AREA if min(gray.shape[:2]) > IMAGE_SIZE else cv2.INTER_LINEAR
+    return cv2.resize(gray, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+
+
+def crop_faces(
+    gray: np.ndarray, boxes: np.ndarray, margin: float = FACE_MARGIN
+) -> np.ndarray:
+    """Cut each (x, y, w, h) box, widened by `margin`, into a (N, 48, 48, 1) batch."""
+    faces = np.empty((len(boxes), IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+    height, width = gray.shape[:2]
+    for i, (x, y, w, h) in enumerate(boxes):
+        dx, dy = int(w * margin), int(h * margin)
+        x0, y0 = max(x - dx, 0), max(y - dy, 0)
+        x1, y1 = min(x + w + dx, width), min(y + h + dy, height)
+        faces[i, :, :, 0] = to_model_face(gray[y0:y1, x0:x1])
+    return faces
+
+
+# --------------------------------------------------------------------------
+# Model files
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only on success.
+
+    A crash or Ctrl-C halfway through a write then leaves the old file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the suffix: Keras picks the file format from it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_model(model, model_dir: str | Path) -> None:
+    """Write fer.json (architecture), fer.h5 (weights) and fer.keras, each atomically."""
+    model_dir = Path(model_dir)
+    with atomic_path(model_dir / MODEL_JSON) as tmp:
+        tmp.write_text(model.to_json(indent=1))
+    # A legacy-format HDF5 file: what `model.load_weights("fer.h5")` reads.
+    with atomic_path(model_dir / MODEL_WEIGHTS) as tmp:
+        model.save(tmp, include_optimizer=False)
+    with atomic_path(model_dir / "fer.keras") as tmp:
+        model.save(tmp, include_optimizer=False)
+
+
+def load_model(path: str | Path = "models"):
+    """Load the fer.json + fer.h5 pair from a folder (or a .json/.keras file).
+
+    Loading is safe: Keras refuses to run code (lambdas) stored in the files.
+    """
+    import keras
+
+    path = Path(path)
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise UserError(f"no model at {path}; train one with `python emotion_recognition.py`")
+        try:
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
+        except Exception as error:
+            raise UserError(f"cannot load model {path}: {_first_line(error)}") from None
+    json_path = path if path.suffix == ".json" else path / MODEL_JSON
+    weights_path = json_path.with_suffix(".h5")
+    for needed in (json_path, weights_path):
+        if not needed.is_file():
+            raise UserError(
+                f"model file {needed} is missing; train one with `python emotion_recognition.py`"
+            )
+    try:
+        model = keras.models.model_from_json(json_path.read_text())
+    except Exception as error:
+        raise UserError(f"{json_path} is not a valid Keras model: {_first_line(error)}") from None
+    try:
+        model.load_weights(weights_path)
+    except Exception as error:
+        raise UserError(
+            f"{weights_path} does not fit {json_path} (corrupt, or from another model): "
+            f"{_first_line(error)}"
+        ) from None
+    return model
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]

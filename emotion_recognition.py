@@ -26,29 +26,21 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fer_common import (
-    EMOTIONS,
-    FER2013_URL,
-    IMAGE_SIZE,
-    UserError,
-    atomic_path,
-    load_model,
-    run_cli,
-    save_model,
-    to_gray,
-    to_model_face,
-)
+import fer_common as fer
+from fer_common import UserError, atomic_path
+
+HERE = Path(__file__).resolve().parent
 
 # --------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------
 
-DATA = "data/fer2013.csv"  # Kaggle CSV (.csv, .csv.gz, .csv.xz) or image folders
-OUT_DIR = "models"
+DATA = str(HERE / "data" / "fer2013.csv")  # Kaggle CSV (.csv, .csv.gz, .csv.xz) or image folders
+OUT_DIR = str(HERE / "models")
 LIMIT = 0  # train on this many random training faces only (0: all of them)
 SEED = 42
 
-EPOCHS = 35
+EPOCHS = 30
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3  # peak learning rate of AdamW
 WEIGHT_DECAY = 1e-4
@@ -68,28 +60,24 @@ ROTATION = 0.03  # fraction of a full turn (0.03: about 11 degrees)
 ZOOM = 0.1
 SHIFT = 0.1  # fraction of the image size
 
+# Gaussian blur (sigma, pixels) that brings sharp faces to the training faces'
+# sharpness at inference; "auto": measured from the data, then tuned on validation.
+INFERENCE_BLUR = "auto"
+
 # For a CSV without a Usage column: seeded, stratified shares of the rows.
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
 MAX_BAD_FRACTION = 0.01  # refuse data with more broken rows/images than this
 
-SETTINGS = {name: value for name, value in globals().items() if name.isupper()}
+SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for name, default in SETTINGS.items():
-        flag = "--" + name.lower().replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            parser.add_argument(flag, type=type(default), default=default, metavar=name)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = fer.settings_parser(SETTINGS, __doc__)
     parser.add_argument(
         "--evaluate", action="store_true", help="test the saved model in OUT_DIR, no training"
     )
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 # --------------------------------------------------------------------------
@@ -99,14 +87,21 @@ def parse_args() -> argparse.Namespace:
 CSV_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 
 
-def load_data(path: str | Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """FER-2013 as {"train"|"val"|"test": (uint8 faces (N, 48, 48, 1), labels (N,))}."""
+def find_data(path: str | Path) -> Path:
+    """The data file or folder, or a compressed copy of it (fer2013.csv.gz / .xz)."""
     path = Path(path)
     if not path.exists():
+        path = next((p for p in path.parent.glob(path.name + ".*") if p.is_file()), path)
+    if not path.exists():
         raise UserError(
-            f"FER-2013 not found at {path}: download fer2013.csv from {FER2013_URL} "
+            f"FER-2013 not found at {path}: download fer2013.csv from {fer.FER2013_URL} "
             "and put it in data/ (or pass --data PATH); see data/README.md"
         )
+    return path
+
+
+def load_data(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """FER-2013 as {"train"|"val"|"test": (uint8 faces (N, 48, 48, 1), labels (N,))}."""
     splits = load_image_folders(path, cfg) if path.is_dir() else load_csv(path, cfg)
     for name, (_, labels) in splits.items():
         if len(labels) == 0:
@@ -125,11 +120,11 @@ def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray,
             f"{path} has no {' or '.join(sorted(missing))} column; "
             "expected FER-2013's columns emotion,pixels[,Usage]"
         )
-    faces = np.zeros((len(table), IMAGE_SIZE * IMAGE_SIZE), np.uint8)
+    faces = np.zeros((len(table), fer.IMAGE_SIZE * fer.IMAGE_SIZE), np.uint8)
     good = np.zeros(len(table), bool)
     for row, text in enumerate(table["pixels"]):
         values = np.array(text.split(), dtype=object)
-        if values.size != IMAGE_SIZE * IMAGE_SIZE:
+        if values.size != fer.IMAGE_SIZE * fer.IMAGE_SIZE:
             continue
         try:
             numbers = values.astype(np.int64)
@@ -138,18 +133,21 @@ def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray,
         if numbers.min() >= 0 and numbers.max() <= 255:
             faces[row], good[row] = numbers, True
     labels = pd.to_numeric(table["emotion"], errors="coerce")
-    good &= labels.isin(range(len(EMOTIONS))).to_numpy()
+    good &= labels.isin(range(len(fer.EMOTIONS))).to_numpy()
     usage = table["Usage"].map(CSV_SPLITS) if "Usage" in table else None
     if usage is not None:
         good &= usage.notna().to_numpy()
     # Row numbers as a spreadsheet shows them: the header is line 1.
     drop_bad(np.flatnonzero(~good) + 2, len(table), f"rows of {path}", cfg.max_bad_fraction)
 
-    faces = faces[good].reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
+    faces = faces[good].reshape(-1, fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1)
     labels = labels[good].to_numpy(np.int64)
     if usage is not None:
         usage = usage[good].to_numpy()
-        return {split: (faces[usage == split], labels[usage == split]) for split in ("train", "val", "test")}
+        return {
+            split: (faces[usage == split], labels[usage == split])
+            for split in ("train", "val", "test")
+        }
     return stratified_split(faces, labels, cfg)
 
 
@@ -162,7 +160,10 @@ def stratified_split(faces: np.ndarray, labels: np.ndarray, cfg: argparse.Namesp
             faces, labels, test_size=held_out, stratify=labels, random_state=cfg.seed
         )
         x_val, x_test, y_val, y_test = train_test_split(
-            x_rest, y_rest, test_size=cfg.test_fraction / held_out, stratify=y_rest,
+            x_rest,
+            y_rest,
+            test_size=cfg.test_fraction / held_out,
+            stratify=y_rest,
             random_state=cfg.seed,
         )
     except ValueError as error:
@@ -181,16 +182,18 @@ def load_image_folders(root: Path, cfg: argparse.Namespace):
 
     table = list_images(root)
     encoder = LabelEncoder()
-    encoder.classes_ = np.array(EMOTIONS, dtype=object)  # the fixed FER-2013 order
+    encoder.classes_ = np.array(fer.EMOTIONS, dtype=object)  # the fixed FER-2013 order
     table["label"] = encoder.transform(table["emotion"])
 
-    faces = np.zeros((len(table), IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+    faces = np.zeros((len(table), fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1), np.uint8)
     good = np.zeros(len(table), bool)
     for row, image_path in enumerate(table["path"]):
         image = cv2.imread(image_path, cv2.IMREAD_UNCHANGED)
         if image is not None:
-            faces[row, :, :, 0], good[row] = to_model_face(to_gray(image)), True
-    drop_bad(table["path"][~good].tolist(), len(table), f"images under {root}", cfg.max_bad_fraction)
+            faces[row, :, :, 0], good[row] = fer.to_model_face(fer.to_gray(image)), True
+    drop_bad(
+        table["path"][~good].tolist(), len(table), f"images under {root}", cfg.max_bad_fraction
+    )
 
     table, faces = table[good].reset_index(drop=True), faces[good]
     labels = table["label"].to_numpy(np.int64)
@@ -208,7 +211,9 @@ def load_image_folders(root: Path, cfg: argparse.Namespace):
                 "val": (x_val, y_val),
                 "test": (faces[split == "test"], labels[split == "test"]),
             }
-    return {name: (faces[split == name], labels[split == name]) for name in ("train", "val", "test")}
+    return {
+        name: (faces[split == name], labels[split == name]) for name in ("train", "val", "test")
+    }
 
 
 def stratified_split_train(faces: np.ndarray, labels: np.ndarray, cfg: argparse.Namespace):
@@ -225,7 +230,7 @@ def stratified_split_train(faces: np.ndarray, labels: np.ndarray, cfg: argparse.
 def list_images(root: Path) -> pd.DataFrame:
     """One row per image: path, emotion (folder name), split (train/val/test)."""
     folders = {"train": "train", "validation": "val", "val": "val", "test": "test"}
-    names = {emotion.lower(): emotion for emotion in EMOTIONS}
+    names = {emotion.lower(): emotion for emotion in fer.EMOTIONS}
     rows = []
     for folder, split in folders.items():
         for class_dir in sorted((root / folder).glob("*")):
@@ -234,7 +239,7 @@ def list_images(root: Path) -> pd.DataFrame:
             emotion = names.get(class_dir.name.lower())
             if emotion is None:
                 raise UserError(
-                    f"unknown emotion folder {class_dir}; expected one of {', '.join(EMOTIONS)}"
+                    f"unknown emotion folder {class_dir}; expected one of {', '.join(fer.EMOTIONS)}"
                 )
             rows += [
                 (str(p), emotion, split)
@@ -278,9 +283,9 @@ def file_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------
 
 
-def build_model(train_faces: np.ndarray, cfg: argparse.Namespace):
-    """A VGG-style CNN that takes raw 0-255 faces; augmentation and normalisation
-    are layers of the model, so what is saved is all inference needs."""
+def build_model(train_faces: np.ndarray, cfg: argparse.Namespace, blur: float = 0.0):
+    """A VGG-style CNN that takes raw 0-255 faces; blur matching, augmentation and
+    normalisation are layers of the model, so what is saved is all inference needs."""
     import keras
     from keras import layers
 
@@ -296,8 +301,9 @@ def build_model(train_faces: np.ndarray, cfg: argparse.Namespace):
     normalize = layers.Normalization(name="normalize")  # (x - mean) / std of train faces
     normalize.adapt(train_faces.astype("float32"))
 
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
-    x = normalize(augment(inputs))
+    inputs = keras.Input((fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1), name="face")
+    x = fer.InferenceBlur(blur, name="inference_blur")(inputs)
+    x = normalize(augment(x))
     for block in range(cfg.conv_blocks):
         for _ in range(2):
             x = layers.Conv2D(cfg.base_filters * 2**block, 3, padding="same", use_bias=False)(x)
@@ -310,8 +316,37 @@ def build_model(train_faces: np.ndarray, cfg: argparse.Namespace):
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(cfg.dense_dropout)(x)
-    outputs = layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x)
+    outputs = layers.Dense(len(fer.EMOTIONS), activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name="fer_cnn")
+
+
+def estimate_blur(data: dict, cfg: argparse.Namespace, sample: int = 2000) -> float:
+    """The blur that makes validation faces as sharp as training faces (0: as sharp)."""
+    if cfg.inference_blur != "auto":
+        return float(cfg.inference_blur)
+    target = fer.sharpness(data["train"][0][:sample])
+    val_faces = data["val"][0][:sample]
+    for sigma in np.arange(0, 6.01, 0.25):
+        if fer.sharpness(fer.gaussian_blur(val_faces, sigma)) <= target * 1.05:
+            return float(sigma)
+    return 6.0
+
+
+def tune_blur(model, data: dict, cfg: argparse.Namespace) -> None:
+    """Pick the inference blur with the best validation accuracy, near the estimate."""
+    if cfg.inference_blur != "auto":
+        return
+    layer = model.get_layer("inference_blur")
+    faces, labels = data["val"]
+    scores = {}
+    for sigma in sorted({max(layer.sigma + step, 0.0) for step in np.arange(-1.5, 1.01, 0.5)}):
+        layer.sigma = float(sigma)
+        model.predict_function = None  # the blur is baked into the compiled predict step
+        scores[sigma] = np.mean(model.predict(faces, batch_size=256, verbose=0).argmax(1) == labels)
+    layer.sigma = max(scores, key=scores.get)
+    model.predict_function = None
+    table = ", ".join(f"{sigma:g}: {score:.2%}" for sigma, score in scores.items())
+    print(f"inference blur -> validation accuracy: {table}; keeping {layer.sigma:g}")
 
 
 # --------------------------------------------------------------------------
@@ -348,8 +383,12 @@ def train(model, data, cfg: argparse.Namespace, log_path: Path) -> int:
             )
         try:
             model.fit(
-                x_train, one_hot(y_train), validation_data=(x_val, one_hot(y_val)),
-                epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=callbacks,
+                x_train,
+                one_hot(y_train),
+                validation_data=(x_val, one_hot(y_val)),
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                callbacks=callbacks,
                 verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in a log
             )
         except KeyboardInterrupt:
@@ -361,7 +400,7 @@ def train(model, data, cfg: argparse.Namespace, log_path: Path) -> int:
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(len(EMOTIONS), dtype="float32")[labels]
+    return np.eye(len(fer.EMOTIONS), dtype="float32")[labels]
 
 
 # --------------------------------------------------------------------------
@@ -379,20 +418,26 @@ def evaluate(model, data) -> dict:
     }
     accuracy = {split: float(np.mean(predicted[split] == data[split][1])) for split in data}
     labels, predicted = data["test"][1], predicted["test"]
-    everyone = list(range(len(EMOTIONS)))
+    everyone = list(range(len(fer.EMOTIONS)))
     report = classification_report(
-        labels, predicted, labels=everyone, target_names=EMOTIONS, output_dict=True,
+        labels,
+        predicted,
+        labels=everyone,
+        target_names=fer.EMOTIONS,
+        output_dict=True,
         zero_division=0,
     )
-    print(classification_report(
-        labels, predicted, labels=everyone, target_names=EMOTIONS, digits=3, zero_division=0
-    ))
+    print(
+        classification_report(
+            labels, predicted, labels=everyone, target_names=fer.EMOTIONS, digits=3, zero_division=0
+        )
+    )
     return {
         "train_accuracy": accuracy["train"],
         "val_accuracy": accuracy["val"],
         "test_accuracy": accuracy["test"],
         "test_macro_f1": report["macro avg"]["f1-score"],
-        "per_class": {name: report[name] for name in EMOTIONS},
+        "per_class": {name: report[name] for name in fer.EMOTIONS},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=everyone).tolist(),
     }
 
@@ -407,7 +452,7 @@ def plot_confusion(matrix: list, path: Path) -> None:
     matrix = np.array(matrix, float)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(7, 6))
-    ConfusionMatrixDisplay(share, display_labels=EMOTIONS).plot(
+    ConfusionMatrixDisplay(share, display_labels=fer.EMOTIONS).plot(
         ax=ax, cmap="Blues", values_format=".2f", colorbar=False
     )
     ax.set_title("Test confusion matrix (share of each true class)")
@@ -450,8 +495,8 @@ def main() -> None:
     cfg = parse_args()
     out_dir = Path(cfg.out_dir)
     if cfg.evaluate:
-        model = load_model(out_dir)  # check the model before the slow data load
-        data = load_data(cfg.data, cfg)
+        model = fer.load_model(out_dir)  # check the model before the slow data load
+        data = load_data(find_data(cfg.data), cfg)
         metrics = evaluate(model, data)
         print_summary(metrics)
         return
@@ -459,20 +504,28 @@ def main() -> None:
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    data = load_data(cfg.data, cfg)
+    data_path = find_data(cfg.data)
+    data = load_data(data_path, cfg)
     if cfg.limit:
         faces, labels = data["train"]
         pick = np.random.default_rng(cfg.seed).permutation(len(labels))[: cfg.limit]
         data["train"] = faces[pick], labels[pick]
     print(", ".join(f"{name}: {len(labels)} faces" for name, (_, labels) in data.items()))
 
-    model = build_model(data["train"][0], cfg)
+    blur = estimate_blur(data, cfg)
+    print(
+        f"inference blur: {blur:g} px (training faces are blurrier than the others)"
+        if blur
+        else "inference blur: none (training and validation faces equally sharp)"
+    )
+    model = build_model(data["train"][0], cfg, blur)
     model.summary()
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "training_log.csv"
     started = time.time()
     epochs_run = train(model, data, cfg, log_path)
     seconds = time.time() - started
+    tune_blur(model, data, cfg)
 
     metrics = evaluate(model, data)
     metrics.update(
@@ -482,10 +535,11 @@ def main() -> None:
         keras_backend=keras.backend.backend(),
         keras_version=keras.__version__,
         parameters=model.count_params(),
-        data_sha256=file_sha256(Path(cfg.data)),
+        inference_blur=model.get_layer("inference_blur").sigma,
+        data_sha256=file_sha256(data_path),
         config=vars(cfg),
     )
-    save_model(model, out_dir)
+    fer.save_model(model, out_dir)
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     plot_confusion(metrics["confusion_matrix"], out_dir / "confusion_matrix.png")
@@ -502,4 +556,4 @@ def print_summary(metrics: dict) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    fer.run_cli(main)

@@ -3,6 +3,7 @@ preprocessing, model loading and saving, and one-line errors."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
+import keras
 import numpy as np
 
 # FER-2013's label order: the CSV's `emotion` column indexes this tuple.
@@ -42,6 +44,26 @@ def run_cli(main: Callable[[], None]) -> None:
         sys.exit(130)
 
 
+def settings_parser(settings: dict, description: str) -> argparse.ArgumentParser:
+    """A parser with one `--lower-case-name` flag per top-of-file setting."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for name, default in settings.items():
+        flag = "--" + name.lower().replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(
+                flag,
+                type=type(default),
+                default=default,
+                metavar=name,
+                help=f"default: {default}",
+            )
+    return parser
+
+
 # --------------------------------------------------------------------------
 # Faces
 # --------------------------------------------------------------------------
@@ -62,9 +84,7 @@ def to_model_face(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
 
 
-def crop_faces(
-    gray: np.ndarray, boxes: np.ndarray, margin: float = FACE_MARGIN
-) -> np.ndarray:
+def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float = FACE_MARGIN) -> np.ndarray:
     """Cut each (x, y, w, h) box, widened by `margin`, into a (N, 48, 48, 1) batch."""
     faces = np.empty((len(boxes), IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
     height, width = gray.shape[:2]
@@ -79,6 +99,50 @@ def crop_faces(
 # --------------------------------------------------------------------------
 # Model files
 # --------------------------------------------------------------------------
+
+
+def sharpness(faces: np.ndarray) -> float:
+    """Mean absolute Laplacian of grayscale faces (N, H, W[, 1]): lower is blurrier."""
+    return float(np.mean([np.abs(cv2.Laplacian(np.float32(f), cv2.CV_32F)).mean() for f in faces]))
+
+
+def gaussian_blur(faces: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur faces (N, H, W[, 1]) as InferenceBlur does (mirrored borders)."""
+    if sigma <= 0:
+        return faces
+    blurred = [cv2.GaussianBlur(np.float32(f), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+               for f in faces]  # fmt: skip
+    return np.stack(blurred).reshape(faces.shape)
+
+
+@keras.saving.register_keras_serializable(package="fer")
+class InferenceBlur(keras.layers.Layer):
+    """A Gaussian blur of `sigma` pixels, applied at inference only.
+
+    Some copies of FER-2013 (the one this project is tested with among them) have
+    a Training split far blurrier than the test splits or a webcam. A network
+    trained on those faces fails on sharp ones (in one run, every face came out
+    "Angry"); blurring sharp faces to the training faces' sharpness fixes that.
+    Training faces pass unchanged: they are blurred already.
+    """
+
+    def __init__(self, sigma: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sigma = float(sigma)
+
+    def call(self, inputs, training=False):
+        if training or self.sigma <= 0:
+            return inputs
+        radius = int(np.ceil(3 * self.sigma))
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
+        taps = (taps / taps.sum()).astype("float32")
+        pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
+        x = keras.ops.pad(inputs, pad, mode="symmetric")
+        x = keras.ops.conv(x, taps.reshape(-1, 1, 1, 1))  # vertical, then horizontal
+        return keras.ops.conv(x, taps.reshape(1, -1, 1, 1))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "sigma": self.sigma}
 
 
 @contextlib.contextmanager
@@ -117,8 +181,6 @@ def load_model(path: str | Path = "models"):
 
     Loading is safe: Keras refuses to run code (lambdas) stored in the files.
     """
-    import keras
-
     path = Path(path)
     if path.suffix == ".keras":
         if not path.is_file():

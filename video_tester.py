@@ -24,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up
 import cv2
 import numpy as np
 
-from fer_common import EMOTIONS, FACE_MARGIN, UserError, crop_faces, load_model, run_cli
+import fer_common as fer
+from fer_common import UserError
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,27 +44,27 @@ DISPLAY = True  # show a window (--no-display for headless runs)
 SCALE_FACTOR = 1.1  # Haar pyramid step: smaller finds more faces, slower
 MIN_NEIGHBORS = 5  # Haar votes a face needs: larger, fewer false faces
 MIN_FACE = 36  # smallest face searched for, in pixels
-MARGIN = FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
+MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
 
 SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 WINDOW = "Emotion recognition (q to quit)"
-# One BGR colour per emotion, in EMOTIONS order.
-COLOURS = [(0, 0, 255), (0, 128, 0), (128, 0, 128), (0, 215, 255), (255, 0, 0), (0, 165, 255), (200, 200, 200)]
+# One BGR colour per emotion, in fer.EMOTIONS order.
+COLOURS = [
+    (0, 0, 255),
+    (0, 128, 0),
+    (128, 0, 128),
+    (0, 215, 255),
+    (255, 0, 0),
+    (0, 165, 255),
+    (200, 200, 200),
+]
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for name, default in SETTINGS.items():
-        flag = "--" + name.lower().replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            parser.add_argument(flag, type=type(default), default=default, metavar=name)
-    return parser.parse_args()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = fer.settings_parser(SETTINGS, __doc__)
+    return parser.parse_args(argv)
 
 
 # --------------------------------------------------------------------------
@@ -166,20 +167,22 @@ class EmotionDetector:
         self.cascade = cv2.CascadeClassifier(cfg.cascade)
         if self.cascade.empty():
             raise UserError(f"cannot load the face detector {cfg.cascade}")
-        self.model = load_model(cfg.model)
+        self.model = fer.load_model(cfg.model)
         self.cfg = cfg
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Face boxes (N, 4) as x, y, w, h and their emotion probabilities (N, 7)."""
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         boxes = self.cascade.detectMultiScale(
-            gray, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
+            gray,
+            scaleFactor=self.cfg.scale_factor,
+            minNeighbors=self.cfg.min_neighbors,
             minSize=(self.cfg.min_face, self.cfg.min_face),
         )
         boxes = np.asarray(boxes, dtype=int).reshape(-1, 4)
         if len(boxes) == 0:
-            return boxes, np.zeros((0, len(EMOTIONS)), np.float32)
-        faces = crop_faces(gray, boxes, self.cfg.margin)
+            return boxes, np.zeros((0, len(fer.EMOTIONS)), np.float32)
+        faces = fer.crop_faces(gray, boxes, self.cfg.margin)
         # One call for all faces: model.predict's per-call set-up would dominate.
         probabilities = np.asarray(self.model(faces.astype(np.float32), training=False))
         return boxes, probabilities
@@ -191,16 +194,32 @@ def draw(frame: np.ndarray, boxes: np.ndarray, probabilities: np.ndarray, fps: f
         best = int(np.argmax(probs))
         colour = COLOURS[best]
         cv2.rectangle(frame, (x, y), (x + w, y + h), colour, 2)
-        text = f"{EMOTIONS[best]} {probs[best]:.0%}"
+        text = f"{fer.EMOTIONS[best]} {probs[best]:.0%}"
         scale = max(0.5, w / 200)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
         top = max(y - th - 8, 0)
         cv2.rectangle(frame, (x, top), (x + tw + 6, top + th + 8), colour, -1)
-        cv2.putText(frame, text, (x + 3, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (0, 0, 0) if best in (3, 5, 6) else (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.putText(
+            frame,
+            text,
+            (x + 3, top + th + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0) if best in (3, 5, 6) else (255, 255, 255),
+            2,
+            cv2.LINE_AA,
+        )
     if fps > 0:
-        cv2.putText(frame, f"{fps:.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
-                    (0, 255, 0), 2, cv2.LINE_AA)
+        cv2.putText(
+            frame,
+            f"{fps:.1f} FPS",
+            (10, 24),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.7,
+            (0, 255, 0),
+            2,
+            cv2.LINE_AA,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -213,8 +232,11 @@ class Output:
 
     def __init__(self, path: str, fps: float):
         self.path, self.fps, self.writer = Path(path), fps, None
-        self.kind = "image" if self.path.suffix.lower() in IMAGE_SUFFIXES else (
-            "video" if self.path.suffix else "folder")
+        self.kind = (
+            "image"
+            if self.path.suffix.lower() in IMAGE_SUFFIXES
+            else ("video" if self.path.suffix else "folder")
+        )
         target = self.path if self.kind == "folder" else self.path.parent
         target.mkdir(parents=True, exist_ok=True)
 
@@ -242,18 +264,32 @@ class Output:
 
 
 def open_log(path: str, stack: contextlib.ExitStack):
-    stream = stack.enter_context(open(path, "w", newline=""))
+    stream = stack.enter_context(open(path, "w", newline=""))  # noqa: SIM115 (closed by stack)
     log = csv.writer(stream)
-    log.writerow(["frame", "time_s", "face", "x", "y", "w", "h", "emotion", "confidence"]
-                 + [emotion.lower() for emotion in EMOTIONS])
+    log.writerow(
+        ["frame", "time_s", "face", "x", "y", "w", "h", "emotion", "confidence"]
+        + [emotion.lower() for emotion in fer.EMOTIONS]
+    )
     return log
 
 
 def write_log_rows(log, index: int, seconds: float, boxes, probabilities) -> None:
     for face, ((x, y, w, h), probs) in enumerate(zip(boxes, probabilities)):
         best = int(np.argmax(probs))
-        log.writerow([index, f"{seconds:.3f}", face, x, y, w, h, EMOTIONS[best],
-                      f"{probs[best]:.4f}", *(f"{p:.4f}" for p in probs)])
+        log.writerow(
+            [
+                index,
+                f"{seconds:.3f}",
+                face,
+                x,
+                y,
+                w,
+                h,
+                fer.EMOTIONS[best],
+                f"{probs[best]:.4f}",
+                *(f"{p:.4f}" for p in probs),
+            ]
+        )
 
 
 # --------------------------------------------------------------------------
@@ -322,4 +358,4 @@ def can_display() -> bool:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    fer.run_cli(main)

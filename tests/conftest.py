@@ -1,0 +1,101 @@
+"""Shared fixtures: small synthetic FER-style data sets, the real photos, and a
+runner for the two scripts as a user calls them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SAMPLE_PHOTO = ROOT / "data" / "astronaut.jpg"
+SAMPLE_FACE = (177, 66, 95, 95)  # where the Haar cascade finds the astronaut's face
+FER2013 = Path(
+    os.environ.get("FER2013_PATH", ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz")
+)
+SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
+
+
+def stripes(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A learnable synthetic face: horizontal stripes whose count encodes the label.
+
+    Stripes survive the model's flips, small shifts and rotations, so a tiny
+    network can learn the 7 classes well above chance in a few epochs.
+    """
+    rows = np.arange(size)[:, None]
+    phase = rng.uniform(0, 2 * np.pi)
+    image = 128 + 90 * np.sin(2 * np.pi * (label + 1) * rows / size + phase)
+    image = image + rng.normal(0, 12, (size, size))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def synthetic_faces(per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(7), per_class)
+    rng.shuffle(labels)
+    return np.stack([stripes(int(label), rng) for label in labels]), labels
+
+
+def write_fer_csv(path: Path, per_class: int = 20, usage: bool = True, seed: int = 0) -> Path:
+    """A FER-2013-style CSV (emotion,pixels[,Usage]) of synthetic faces."""
+    faces, labels = synthetic_faces(per_class, seed)
+    table = pd.DataFrame(
+        {"emotion": labels, "pixels": [" ".join(map(str, face.ravel())) for face in faces]}
+    )
+    if usage:
+        shares = np.array(["Training"] * 6 + ["PublicTest", "PrivateTest"] * 2)
+        table["Usage"] = shares[np.arange(len(table)) % len(shares)]
+    table.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def fer_csv(tmp_path: Path) -> Path:
+    return write_fer_csv(tmp_path / "fer2013.csv")
+
+
+@pytest.fixture
+def photo_clip(tmp_path: Path) -> Path:
+    """A 12-frame video of the sample photo with a slight camera shake."""
+    photo = cv2.imread(str(SAMPLE_PHOTO))
+    path = tmp_path / "clip.avi"
+    height, width = photo.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+    for dx in [0, 2, 4, 2, 0, -2, -4, -2, 0, 2, 4, 2]:
+        shift = np.float32([[1, 0, dx], [0, 1, -dx // 2]])
+        writer.write(cv2.warpAffine(photo, shift, (width, height), borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    return path
+
+
+def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts as a user would, headless."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("DISPLAY", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    """A failed run that says what is wrong in one line, without a traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word.lower() in errors[0].lower(), errors[0]

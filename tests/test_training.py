@@ -1,0 +1,172 @@
+"""Training end to end on a small learnable task, and the saved model's contract:
+raw 0-255 input, identical predictions after a save/load round trip, and saves
+that never break the model already there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error, run_script, synthetic_faces, write_fer_csv
+
+import emotion_recognition as er
+import fer_common as fer
+
+# A small network that learns the synthetic stripes in seconds on a CPU.
+SMALL = ["--base-filters", "8", "--conv-blocks", "3", "--dense-units", "32", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(data file, model folder) of one short training run through the CLI."""
+    root = tmp_path_factory.mktemp("trained")
+    data = write_fer_csv(root / "fer2013.csv", per_class=60)
+    result = run_script(
+        "emotion_recognition.py", "--data", str(data), "--out-dir", str(root / "models"),
+        "--epochs", "12", "--learning-rate", "0.003", *SMALL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return data, root / "models"
+
+
+def test_training_learns_a_learnable_task_well_above_chance(trained):
+    data, models = trained
+    metrics = json.loads((models / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.6  # chance: 1/7
+    assert metrics["val_accuracy"] > 0.6
+    assert metrics["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert metrics["config"]["epochs"] == 12 and 1 <= metrics["epochs_run"] <= 12
+    assert set(metrics["per_class"]) == set(fer.EMOTIONS)
+    assert np.array(metrics["confusion_matrix"]).sum() == 84  # the PrivateTest rows
+    for name in ("fer.json", "fer.h5", "fer.keras", "confusion_matrix.png", "training_curves.png"):
+        assert (models / name).stat().st_size > 0, name
+    assert not list(models.glob(".*")), "temporary files left behind"
+
+
+def test_evaluate_reproduces_the_saved_test_accuracy(trained):
+    data, models = trained
+    result = run_script("emotion_recognition.py", "--evaluate", "--data", str(data),
+                        "--out-dir", str(models))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((models / "metrics.json").read_text())
+    assert f"test {metrics['test_accuracy']:.2%}" in result.stdout
+
+
+def test_model_takes_raw_pixels_and_normalises_inside(trained):
+    data, models = trained
+    model = fer.load_model(models)
+    train_faces = er.load_data(data, er.parse_args([]))["train"][0]
+    normalize = model.get_layer("normalize")
+    assert float(np.squeeze(normalize.mean)) == pytest.approx(train_faces.mean(), rel=1e-4)
+    assert float(np.squeeze(normalize.variance)) == pytest.approx(train_faces.var(), rel=1e-3)
+    faces = synthetic_faces(per_class=2, seed=5)[0][..., None].astype("float32")
+    raw = np.asarray(model(faces, training=False))
+    np.testing.assert_allclose(raw.sum(axis=1), 1, atol=1e-5)
+    # Pixels already scaled to 0-1 are not what the model expects: it must tell.
+    assert not np.allclose(raw, np.asarray(model(faces / 255, training=False)), atol=1e-3)
+
+
+def test_save_then_load_gives_identical_predictions(trained, tmp_path: Path):
+    _, models = trained
+    model = fer.load_model(models)
+    fer.save_model(model, tmp_path)
+    faces = synthetic_faces(per_class=3, seed=7)[0][..., None].astype("float32")
+    expected = np.asarray(model(faces, training=False))
+    for path in (tmp_path, tmp_path / "fer.json", tmp_path / "fer.keras"):
+        again = fer.load_model(path)
+        np.testing.assert_array_equal(np.asarray(again(faces, training=False)), expected)
+
+
+def test_interrupted_save_leaves_the_old_model_intact(trained, tmp_path: Path, monkeypatch):
+    _, models = trained
+    old = fer.load_model(models)
+    fer.save_model(old, tmp_path)
+    faces = synthetic_faces(per_class=2, seed=3)[0][..., None].astype("float32")
+    expected = np.asarray(old(faces, training=False))
+
+    new = er.build_model(faces, er.parse_args(SMALL))
+
+    def save_half_then_die(self, path, **kwargs):
+        Path(path).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(new), "save", save_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fer.save_model(new, tmp_path)
+    monkeypatch.undo()
+    for path in (tmp_path, tmp_path / "fer.keras"):
+        again = fer.load_model(path)
+        np.testing.assert_array_equal(np.asarray(again(faces, training=False)), expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fer.h5", "fer.json", "fer.keras"]
+
+
+def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):
+    data = write_fer_csv(tmp_path / "fer2013.csv", per_class=20)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "emotion_recognition.py"), "--data", str(data),
+         "--out-dir", str(tmp_path / "models"), "--epochs", "500", *SMALL],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:
+            if "val_accuracy" in line:  # an epoch has finished
+                process.send_signal(signal.SIGINT)
+                break
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0, output[-2000:]
+    assert "stopped: keeping the best epoch so far" in output
+    metrics = json.loads((tmp_path / "models" / "metrics.json").read_text())
+    assert 1 <= metrics["epochs_run"] < 500
+    fer.load_model(tmp_path / "models")
+
+
+# --------------------------------------------------------------------------
+# Model files that are missing, corrupt or mismatched: one clear line
+# --------------------------------------------------------------------------
+
+
+def test_evaluate_without_a_model_says_to_train_first(tmp_path: Path):
+    result = run_script("emotion_recognition.py", "--evaluate", "--out-dir", str(tmp_path))
+    assert_one_line_error(result, "missing", "python emotion_recognition.py")
+
+
+def test_corrupt_model_files(trained, tmp_path: Path):
+    _, models = trained
+    fer.save_model(fer.load_model(models), tmp_path)
+    (tmp_path / "fer.h5").write_bytes(b"\x89HDF garbage")
+    with pytest.raises(fer.UserError, match="fer.h5"):
+        fer.load_model(tmp_path)
+    (tmp_path / "fer.json").write_text("{not json")
+    with pytest.raises(fer.UserError, match="not a valid Keras model"):
+        fer.load_model(tmp_path)
+    (tmp_path / "fer.keras").write_bytes(b"PK garbage")
+    with pytest.raises(fer.UserError, match="cannot load"):
+        fer.load_model(tmp_path / "fer.keras")
+
+
+def test_json_and_weights_of_different_models(trained, tmp_path: Path):
+    _, models = trained
+    other = er.build_model(np.zeros((2, 48, 48, 1)), er.parse_args(["--base-filters", "4"]))
+    fer.save_model(other, tmp_path)
+    (tmp_path / "fer.h5").write_bytes((models / "fer.h5").read_bytes())
+    with pytest.raises(fer.UserError, match="does not fit"):
+        fer.load_model(tmp_path)
+
+
+def test_model_files_cannot_run_code(tmp_path: Path):
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    (tmp_path / "fer.json").write_text(keras.Model(inputs, outputs).to_json())
+    (tmp_path / "fer.h5").write_bytes(b"")
+    with pytest.raises(fer.UserError, match="not a valid Keras model"):
+        fer.load_model(tmp_path)

@@ -1,0 +1,137 @@
+"""The live pipeline run headless on real photos, and its clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import (
+    ROOT,
+    SAMPLE_FACE,
+    SAMPLE_PHOTO,
+    SHARED_PHOTOS,
+    assert_one_line_error,
+    run_script,
+)
+
+import fer_common as fer
+import video_tester as vt
+
+SHIPPED = ROOT / "models"
+
+
+def test_headless_run_on_a_clip_writes_video_and_face_log(photo_clip: Path, tmp_path: Path):
+    output, log = tmp_path / "annotated.mp4", tmp_path / "faces.csv"
+    result = run_script(
+        "video_tester.py", "--source", str(photo_clip), "--no-display",
+        "--output", str(output), "--log", str(log),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "12 frames, 12 faces labelled" in result.stdout
+
+    video = cv2.VideoCapture(str(output))
+    frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = video.read()
+    video.release()
+    assert ok and frames == 12 and first.shape == cv2.imread(str(SAMPLE_PHOTO)).shape
+
+    rows = pd.read_csv(log)
+    assert rows.columns.tolist() == [
+        "frame", "time_s", "face", "x", "y", "w", "h", "emotion", "confidence",
+        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+    ]  # fmt: skip
+    assert rows["frame"].tolist() == list(range(12))
+    x, y, w, h = SAMPLE_FACE
+    assert (rows["x"] - x).abs().max() <= 10 and (rows["y"] - y).abs().max() <= 10
+    assert (rows["w"] - w).abs().max() <= 15
+    probabilities = rows[[e.lower() for e in fer.EMOTIONS]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-3)
+    assert (rows["emotion"] == np.array(fer.EMOTIONS)[probabilities.argmax(axis=1)]).all()
+    assert rows["time_s"].iloc[-1] == pytest.approx(11 / 10, abs=1e-3)  # 10 FPS clip
+
+
+def test_annotation_is_drawn_on_the_face(tmp_path: Path):
+    output = tmp_path / "annotated.png"
+    result = run_script("video_tester.py", "--source", str(SAMPLE_PHOTO), "--no-display",
+                        "--output", str(output))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    before, after = cv2.imread(str(SAMPLE_PHOTO)), cv2.imread(str(output))
+    changed = np.any(np.abs(before.astype(int) - after.astype(int)) > 40, axis=2)
+    x, y, w, h = SAMPLE_FACE
+    assert changed[y : y + h, x].mean() > 0.9  # the box's left edge
+    assert changed[:y, x : x + w].any()  # the label above the box
+    assert changed.mean() < 0.1  # and not much else
+
+
+def test_shipped_model_labels_the_sample_photo_sensibly():
+    """The astronaut smiles broadly: the shipped model must say Happy."""
+    detector = vt.EmotionDetector(vt.parse_args(["--model", str(SHIPPED)]))
+    boxes, probabilities = detector(cv2.imread(str(SAMPLE_PHOTO)))
+    assert len(boxes) == 1
+    assert fer.EMOTIONS[int(probabilities[0].argmax())] == "Happy"
+    assert probabilities[0].max() > 0.5
+
+
+@pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"no real photos at {SHARED_PHOTOS}")
+def test_folder_of_real_photos_finds_every_face(tmp_path: Path):
+    result = run_script("video_tester.py", "--source", str(SHARED_PHOTOS), "--no-display",
+                        "--output", str(tmp_path / "out"), "--log", str(tmp_path / "f.csv"))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(p.name for p in SHARED_PHOTOS.glob("*.jpg"))
+    faces_per_frame = pd.read_csv(tmp_path / "f.csv").groupby("frame").size().tolist()
+    assert sum(faces_per_frame) == 4  # two_people.jpg: 2, biden.jpg: 1, obama-720p.jpg: 1
+
+
+def test_frames_from_a_still_source_come_from_disk():
+    source = vt.Source(str(SAMPLE_PHOTO), str(SAMPLE_PHOTO))
+    frames = list(source.frames())
+    assert source.is_still and source.total == 1 and len(frames) == 1
+    assert frames[0][1].shape == (512, 512, 3)
+
+
+def test_crop_faces_widens_the_box_and_clips_at_the_border():
+    gray = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
+    faces = fer.crop_faces(gray, np.array([[0, 0, 50, 50], [40, 40, 20, 20]]), margin=0.1)
+    assert faces.shape == (2, 48, 48, 1) and faces.dtype == np.uint8
+    # The second box, widened by 2 px each side, is the 24x24 square at (38, 38).
+    np.testing.assert_array_equal(
+        faces[1, :, :, 0], cv2.resize(gray[38:62, 38:62], (48, 48), interpolation=cv2.INTER_LINEAR)
+    )
+
+
+# --------------------------------------------------------------------------
+# Bad input: one clear line
+# --------------------------------------------------------------------------
+
+
+def test_camera_that_cannot_be_opened_suggests_a_file():
+    result = run_script("video_tester.py", "--source", "7", "--no-display")
+    assert_one_line_error(result, "cannot open camera 7", "--source FILE")
+
+
+def test_unreadable_video(tmp_path: Path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    result = run_script("video_tester.py", "--source", str(bad), "--no-display")
+    assert_one_line_error(result, "broken.mp4")
+
+
+def test_unreadable_image(tmp_path: Path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    result = run_script("video_tester.py", "--source", str(bad), "--no-display")
+    assert_one_line_error(result, "cannot read image", "broken.jpg")
+
+
+def test_missing_source(tmp_path: Path):
+    result = run_script("video_tester.py", "--source", str(tmp_path / "nope.mp4"))
+    assert_one_line_error(result, "no such file", "nope.mp4")
+
+
+def test_missing_model_says_to_train_first(tmp_path: Path):
+    result = run_script("video_tester.py", "--model", str(tmp_path), "--no-display")
+    assert_one_line_error(result, "missing", "python emotion_recognition.py")

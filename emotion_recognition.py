@@ -15,12 +15,11 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
 
 import cv2
 import numpy as np
@@ -59,6 +58,8 @@ FLIP = True  # mirror faces left-right
 ROTATION = 0.03  # fraction of a full turn (0.03: about 11 degrees)
 ZOOM = 0.1
 SHIFT = 0.1  # fraction of the image size
+
+FLIP_TTA = True  # the saved model averages each face's prediction with its mirror's
 
 # Gaussian blur (sigma, pixels) that brings sharp faces to the training faces'
 # sharpness at inference; "auto": measured from the data, then tuned on validation.
@@ -301,19 +302,24 @@ def build_model(train_faces: np.ndarray, cfg: argparse.Namespace, blur: float = 
     normalize = layers.Normalization(name="normalize")  # (x - mean) / std of train faces
     normalize.adapt(train_faces.astype("float32"))
 
+    # BatchNorm's running statistics must settle within the run: Keras' 0.99 for
+    # long runs, less for short ones (a --limit try), or inference sees noise.
+    steps = int(np.ceil(len(train_faces) / cfg.batch_size)) * cfg.epochs
+    momentum = min(0.99, 1 - 10 / steps)
+
     inputs = keras.Input((fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1), name="face")
     x = fer.InferenceBlur(blur, name="inference_blur")(inputs)
     x = normalize(augment(x))
     for block in range(cfg.conv_blocks):
         for _ in range(2):
             x = layers.Conv2D(cfg.base_filters * 2**block, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=momentum)(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D()(x)
         x = layers.Dropout(cfg.conv_dropout)(x)
     x = layers.Flatten()(x)
     x = layers.Dense(cfg.dense_units, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=momentum)(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(cfg.dense_dropout)(x)
     outputs = layers.Dense(len(fer.EMOTIONS), activation="softmax", name="emotion")(x)
@@ -349,13 +355,33 @@ def tune_blur(model, data: dict, cfg: argparse.Namespace) -> None:
     print(f"inference blur -> validation accuracy: {table}; keeping {layer.sigma:g}")
 
 
+def with_flip_averaging(model):
+    """The mean of the model's predictions on each face and on its mirror image.
+
+    The trained layers are called on both, in one flat graph: a nested model would
+    not survive the fer.json + fer.h5 round trip."""
+    import keras
+
+    def layer_chain(x):
+        for layer in model.layers[1:]:  # a plain chain, as build_model makes it
+            x = layer(x)
+        return x
+
+    inputs = keras.Input(model.input_shape[1:], name="face")
+    mirrored = layer_chain(fer.HorizontalFlip(name="mirror")(inputs))
+    outputs = keras.layers.Average(name="flip_average")([layer_chain(inputs), mirrored])
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
+
+
 # --------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------
 
 
-def train(model, data, cfg: argparse.Namespace, log_path: Path) -> int:
-    """Fit with the best validation epoch kept; Ctrl-C stops early. Returns epochs run."""
+def train(model, data, cfg: argparse.Namespace, scratch: Path) -> int:
+    """Fit with the best validation epoch kept; Ctrl-C stops early. Returns epochs run.
+
+    The checkpoint and the epoch log go to `scratch`, never over a saved model."""
     import keras
 
     (x_train, y_train), (x_val, y_val) = data["train"], data["val"]
@@ -368,34 +394,33 @@ def train(model, data, cfg: argparse.Namespace, log_path: Path) -> int:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         metrics=["accuracy"],
     )
-    with tempfile.TemporaryDirectory() as scratch:
-        best = os.path.join(scratch, "best.weights.h5")
-        callbacks = [
-            keras.callbacks.ModelCheckpoint(
-                best, monitor="val_accuracy", save_best_only=True, save_weights_only=True
-            ),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.patience),
-            keras.callbacks.CSVLogger(str(log_path)),
-        ]
-        if cfg.lr_schedule == "plateau":
-            callbacks.append(
-                keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
-            )
-        try:
-            model.fit(
-                x_train,
-                one_hot(y_train),
-                validation_data=(x_val, one_hot(y_val)),
-                epochs=cfg.epochs,
-                batch_size=cfg.batch_size,
-                callbacks=callbacks,
-                verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in a log
-            )
-        except KeyboardInterrupt:
-            print("\nstopped: keeping the best epoch so far")
-        if not os.path.exists(best):
-            raise UserError("stopped before the first epoch finished; nothing was saved")
-        model.load_weights(best)
+    best, log_path = scratch / "best.weights.h5", scratch / "training_log.csv"
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            best, monitor="val_accuracy", save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.patience),
+        keras.callbacks.CSVLogger(str(log_path)),
+    ]
+    if cfg.lr_schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
+        )
+    try:
+        model.fit(
+            x_train,
+            one_hot(y_train),
+            validation_data=(x_val, one_hot(y_val)),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in a log
+        )
+    except KeyboardInterrupt:
+        print("\nstopped: keeping the best epoch so far")
+    if not best.exists():
+        raise UserError("stopped before the first epoch finished; nothing was saved")
+    model.load_weights(best)
     return len(pd.read_csv(log_path))
 
 
@@ -497,8 +522,7 @@ def main() -> None:
     if cfg.evaluate:
         model = fer.load_model(out_dir)  # check the model before the slow data load
         data = load_data(find_data(cfg.data), cfg)
-        metrics = evaluate(model, data)
-        print_summary(metrics)
+        print_summary(evaluate(model, data))
         return
 
     import keras
@@ -520,13 +544,21 @@ def main() -> None:
     )
     model = build_model(data["train"][0], cfg, blur)
     model.summary()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "training_log.csv"
-    started = time.time()
-    epochs_run = train(model, data, cfg, log_path)
-    seconds = time.time() - started
-    tune_blur(model, data, cfg)
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.time()
+        epochs_run = train(model, data, cfg, Path(scratch))
+        seconds = time.time() - started
+        finish(model, data, cfg, Path(scratch), data_path, epochs_run, seconds)
 
+
+def finish(model, data, cfg, scratch: Path, data_path: Path, epochs_run: int, seconds: float):
+    """Tune the inference blur, evaluate, and save model, metrics and plots to OUT_DIR."""
+    import keras
+
+    tune_blur(model, data, cfg)
+    blur = model.get_layer("inference_blur").sigma
+    if cfg.flip_tta:
+        model = with_flip_averaging(model)
     metrics = evaluate(model, data)
     metrics.update(
         epochs_run=epochs_run,
@@ -535,15 +567,18 @@ def main() -> None:
         keras_backend=keras.backend.backend(),
         keras_version=keras.__version__,
         parameters=model.count_params(),
-        inference_blur=model.get_layer("inference_blur").sigma,
+        inference_blur=blur,
         data_sha256=file_sha256(data_path),
         config=vars(cfg),
     )
+    out_dir = Path(cfg.out_dir)
     fer.save_model(model, out_dir)
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    with atomic_path(out_dir / "training_log.csv") as tmp:
+        shutil.copyfile(scratch / "training_log.csv", tmp)
     plot_confusion(metrics["confusion_matrix"], out_dir / "confusion_matrix.png")
-    plot_curves(log_path, out_dir / "training_curves.png")
+    plot_curves(out_dir / "training_log.csv", out_dir / "training_curves.png")
     print_summary(metrics)
     print(f"saved the model, metrics and plots to {out_dir}/")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -12,8 +13,33 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
-import keras
 import numpy as np
+
+
+def _import_keras_quietly():
+    """Import Keras with stderr muted: TensorFlow 2.21 prints C++ start-up lines
+    (oneDNN, CUDA) that no setting hides, and they would bury our one-line errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        stderr = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a file (pytest capture)
+        import keras
+
+        return keras
+    saved, devnull = os.dup(stderr), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stderr)
+    try:
+        import keras
+
+        keras.ops.zeros(1)  # TensorFlow probes for a GPU on first use: also noisy
+    finally:
+        os.dup2(saved, stderr)
+        os.close(saved)
+        os.close(devnull)
+    return keras
+
+
+keras = _import_keras_quietly()
 
 # FER-2013's label order: the CSV's `emotion` column indexes this tuple.
 EMOTIONS = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
@@ -145,6 +171,14 @@ class InferenceBlur(keras.layers.Layer):
         return {**super().get_config(), "sigma": self.sigma}
 
 
+@keras.saving.register_keras_serializable(package="fer")
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror faces left-right: the saved model averages each face with its mirror."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only on success.
@@ -165,15 +199,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def save_model(model, model_dir: str | Path) -> None:
-    """Write fer.json (architecture), fer.h5 (weights) and fer.keras, each atomically."""
+    """Write fer.json (architecture), fer.h5 (weights) and fer.keras.
+
+    All three are written to temporary files first and renamed over the old ones
+    only when every write succeeded: a crash or Ctrl-C leaves the old set intact.
+    """
     model_dir = Path(model_dir)
-    with atomic_path(model_dir / MODEL_JSON) as tmp:
-        tmp.write_text(model.to_json(indent=1))
-    # A legacy-format HDF5 file: what `model.load_weights("fer.h5")` reads.
-    with atomic_path(model_dir / MODEL_WEIGHTS) as tmp:
-        model.save(tmp, include_optimizer=False)
-    with atomic_path(model_dir / "fer.keras") as tmp:
-        model.save(tmp, include_optimizer=False)
+    with contextlib.ExitStack() as stack:
+        json_tmp, h5_tmp, keras_tmp = (
+            stack.enter_context(atomic_path(model_dir / name))
+            for name in (MODEL_JSON, MODEL_WEIGHTS, "fer.keras")
+        )
+        json_tmp.write_text(model.to_json(indent=1))
+        # A legacy-format HDF5 file: what `model.load_weights("fer.h5")` reads. Keras
+        # warns that the format is legacy; it is the one this file pair promises.
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.ERROR)
+        try:
+            model.save(h5_tmp, include_optimizer=False)
+        finally:
+            absl_logger.setLevel(level)
+        model.save(keras_tmp, include_optimizer=False)
 
 
 def load_model(path: str | Path = "models"):

@@ -44,7 +44,7 @@ def test_headless_run_on_a_clip_writes_video_and_face_log(photo_clip: Path, tmp_
         "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
     ]  # fmt: skip
     assert rows["frame"].tolist() == list(range(12))
-    x, y, w, h = SAMPLE_FACE
+    x, y, w, _ = SAMPLE_FACE
     assert (rows["x"] - x).abs().max() <= 10 and (rows["y"] - y).abs().max() <= 10
     assert (rows["w"] - w).abs().max() <= 15
     probabilities = rows[[e.lower() for e in fer.EMOTIONS]].to_numpy()
@@ -77,8 +77,10 @@ def test_shipped_model_labels_the_sample_photo_sensibly():
 
 @pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"no real photos at {SHARED_PHOTOS}")
 def test_folder_of_real_photos_finds_every_face(tmp_path: Path):
-    result = run_script("video_tester.py", "--source", str(SHARED_PHOTOS), "--no-display",
-                        "--output", str(tmp_path / "out"), "--log", str(tmp_path / "f.csv"))  # fmt: skip
+    result = run_script(
+        "video_tester.py", "--source", str(SHARED_PHOTOS), "--no-display",
+        "--output", str(tmp_path / "out"), "--log", str(tmp_path / "f.csv"),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(p.name for p in SHARED_PHOTOS.glob("*.jpg"))

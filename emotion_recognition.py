@@ -149,27 +149,22 @@ def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray,
             split: (faces[usage == split], labels[usage == split])
             for split in ("train", "val", "test")
         }
-    return stratified_split(faces, labels, cfg)
+    held_out = cfg.val_fraction + cfg.test_fraction
+    x_train, x_rest, y_train, y_rest = split_off(faces, labels, held_out, cfg.seed)
+    x_val, x_test, y_val, y_test = split_off(x_rest, y_rest, cfg.test_fraction / held_out, cfg.seed)
+    return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
 
 
-def stratified_split(faces: np.ndarray, labels: np.ndarray, cfg: argparse.Namespace):
+def split_off(faces: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> list:
+    """Seeded split stratified by emotion: [kept faces, held out, kept labels, held out]."""
     from sklearn.model_selection import train_test_split
 
-    held_out = cfg.val_fraction + cfg.test_fraction
     try:
-        x_train, x_rest, y_train, y_rest = train_test_split(
-            faces, labels, test_size=held_out, stratify=labels, random_state=cfg.seed
-        )
-        x_val, x_test, y_val, y_test = train_test_split(
-            x_rest,
-            y_rest,
-            test_size=cfg.test_fraction / held_out,
-            stratify=y_rest,
-            random_state=cfg.seed,
+        return train_test_split(
+            faces, labels, test_size=fraction, stratify=labels, random_state=seed
         )
     except ValueError as error:
-        raise UserError(f"cannot split {len(labels)} faces into train/val/test: {error}") from None
-    return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+        raise UserError(f"cannot split {len(labels)} faces by emotion: {error}") from None
 
 
 def load_image_folders(root: Path, cfg: argparse.Namespace):
@@ -199,33 +194,16 @@ def load_image_folders(root: Path, cfg: argparse.Namespace):
     table, faces = table[good].reset_index(drop=True), faces[good]
     labels = table["label"].to_numpy(np.int64)
     split = table["split"].to_numpy()
-    if "val" not in split:
+    if "val" not in split:  # FER-2013's own folders name test faces PublicTest_*/PrivateTest_*
         public = table["path"].map(lambda p: Path(p).name.startswith("PublicTest")).to_numpy()
-        if (split == "test").any() and public[split == "test"].any():
-            split = np.where(public, "val", split)
-        else:
-            x_train, x_val, y_train, y_val = stratified_split_train(
-                faces[split == "train"], labels[split == "train"], cfg
-            )
-            return {
-                "train": (x_train, y_train),
-                "val": (x_val, y_val),
-                "test": (faces[split == "test"], labels[split == "test"]),
-            }
-    return {
+        split = np.where(public & (split == "test"), "val", split)
+    splits = {
         name: (faces[split == name], labels[split == name]) for name in ("train", "val", "test")
     }
-
-
-def stratified_split_train(faces: np.ndarray, labels: np.ndarray, cfg: argparse.Namespace):
-    from sklearn.model_selection import train_test_split
-
-    try:
-        return train_test_split(
-            faces, labels, test_size=cfg.val_fraction, stratify=labels, random_state=cfg.seed
-        )
-    except ValueError as error:
-        raise UserError(f"cannot set aside a validation share of train/: {error}") from None
+    if len(splits["val"][1]) == 0:  # no validation faces at all: a share of train/
+        x_train, x_val, y_train, y_val = split_off(*splits["train"], cfg.val_fraction, cfg.seed)
+        splits["train"], splits["val"] = (x_train, y_train), (x_val, y_val)
+    return splits
 
 
 def list_images(root: Path) -> pd.DataFrame:
@@ -245,7 +223,7 @@ def list_images(root: Path) -> pd.DataFrame:
             rows += [
                 (str(p), emotion, split)
                 for p in sorted(class_dir.iterdir())
-                if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"}
+                if p.suffix.lower() in fer.IMAGE_SUFFIXES
             ]
     if not (root / "train").is_dir() or not rows:
         raise UserError(

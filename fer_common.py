@@ -49,6 +49,7 @@ IMAGE_SIZE = 48  # the model takes raw 0-255 grayscale faces of (N, 48, 48, 1)
 # show), so the demo widens each detected box by this fraction on every side.
 FACE_MARGIN = 0.1
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MODEL_JSON = "fer.json"
 MODEL_WEIGHTS = "fer.h5"
 FER2013_URL = "https://www.kaggle.com/datasets/msambare/fer2013"

@@ -40,13 +40,12 @@ LOG = ""  # CSV with one row per face per frame; "": none
 DISPLAY = True  # show a window (--no-display for headless runs)
 
 SCALE_FACTOR = 1.1  # Haar pyramid step: smaller finds more faces, slower
-MIN_NEIGHBORS = 5  # Haar votes a face needs: larger, fewer false faces
+MIN_NEIGHBORS = 6  # Haar votes a face needs: larger, fewer false faces
 MIN_FACE = 36  # smallest face searched for, in pixels
 MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
 
 SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 WINDOW = "Emotion recognition (q to quit)"
 # One BGR colour per emotion, in fer.EMOTIONS order.
 COLOURS = [
@@ -97,10 +96,10 @@ class Source:
         if not path.exists():
             raise UserError(f"no such file or folder: {spec}")
         if path.is_dir():
-            self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in fer.IMAGE_SUFFIXES)
             if not self.paths:
-                raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {spec}")
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
+                raise UserError(f"no images ({', '.join(sorted(fer.IMAGE_SUFFIXES))}) in {spec}")
+        elif path.suffix.lower() in fer.IMAGE_SUFFIXES:
             self.paths = [path]
         else:
             self.capture = cv2.VideoCapture(spec)
@@ -232,7 +231,7 @@ class Output:
         self.path, self.fps, self.writer = Path(path), fps, None
         self.kind = (
             "image"
-            if self.path.suffix.lower() in IMAGE_SUFFIXES
+            if self.path.suffix.lower() in fer.IMAGE_SUFFIXES
             else ("video" if self.path.suffix else "folder")
         )
         target = self.path if self.kind == "folder" else self.path.parent

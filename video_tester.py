@@ -297,14 +297,17 @@ def write_log_rows(log, index: int, seconds: float, boxes, probabilities) -> Non
 def main() -> None:
     cfg = parse_args()
     detector = EmotionDetector(cfg)  # fails early on a missing model
-    source = Source(cfg.source, cfg.sample)
-    if cfg.source == "auto" and source.is_still and not cfg.output:
-        cfg.output = str(HERE / "output" / (Path(cfg.sample).stem + "_annotated.jpg"))
     display = cfg.display and can_display()
 
+    # Whatever ends the run (end of input, q, Ctrl-C, an error), everything opened
+    # here is released: camera, video writer, log file, window.
     with contextlib.ExitStack() as stack:
+        source = Source(cfg.source, cfg.sample)
         stack.callback(source.release)
-        stack.callback(cv2.destroyAllWindows)
+        if display:
+            stack.callback(cv2.destroyAllWindows)
+        if cfg.source == "auto" and source.is_still and not cfg.output:
+            cfg.output = str(HERE / "output" / (Path(cfg.sample).stem + "_annotated.jpg"))
         output = Output(cfg.output, source.fps) if cfg.output else None
         if output:
             stack.callback(output.close)
@@ -334,7 +337,8 @@ def main() -> None:
             if display:
                 cv2.imshow(WINDOW, frame)
                 key = cv2.waitKey(0 if source.is_still and source.total == 1 else 1) & 0xFF
-                if key in (ord("q"), 27):
+                closed = cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1
+                if key in (ord("q"), 27) or closed:
                     break
 
     print(f"{frames_done} frames, {faces_seen} faces labelled")

@@ -52,7 +52,10 @@ FACE_MARGIN = 0.1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MODEL_JSON = "fer.json"
 MODEL_WEIGHTS = "fer.h5"
-FER2013_URL = "https://www.kaggle.com/datasets/msambare/fer2013"
+FER2013_URL = (
+    "https://www.kaggle.com/c/"
+    "challenges-in-representation-learning-facial-expression-recognition-challenge/data"
+)
 
 
 class UserError(Exception):

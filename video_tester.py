@@ -40,7 +40,7 @@ LOG = ""  # CSV with one row per face per frame; "": none
 DISPLAY = True  # show a window (--no-display for headless runs)
 
 SCALE_FACTOR = 1.1  # Haar pyramid step: smaller finds more faces, slower
-MIN_NEIGHBORS = 6  # Haar votes a face needs: larger, fewer false faces
+MIN_NEIGHBORS = 8  # Haar votes a face needs: larger, fewer false faces
 MIN_FACE = 36  # smallest face searched for, in pixels
 MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
 

@@ -131,6 +131,22 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):
     fer.load_model(tmp_path / "models")
 
 
+def test_blur_is_estimated_from_the_data_and_applied_at_inference_only():
+    faces, labels = synthetic_faces(per_class=10)
+    faces = faces[..., None].astype("float32")
+    cfg = er.parse_args([])
+    blurred = {"train": (fer.gaussian_blur(faces, 2.0), labels), "val": (faces, labels)}
+    assert er.estimate_blur(blurred, cfg) == pytest.approx(2.0, abs=0.5)
+    sharp = {"train": (faces, labels), "val": (faces, labels)}
+    assert er.estimate_blur(sharp, cfg) == 0
+
+    layer = fer.InferenceBlur(2.0)
+    np.testing.assert_array_equal(np.asarray(layer(faces, training=True)), faces)
+    inferred = np.asarray(layer(faces, training=False))
+    np.testing.assert_allclose(inferred, fer.gaussian_blur(faces, 2.0), atol=1.0)
+    assert fer.sharpness(inferred) < fer.sharpness(faces) / 3
+
+
 # --------------------------------------------------------------------------
 # Model files that are missing, corrupt or mismatched: one clear line
 # --------------------------------------------------------------------------

@@ -509,7 +509,10 @@ def main() -> None:
         finish(model, data, cfg, Path(scratch), data_path, epochs_run, seconds)
 
 
-def finish(model, data, cfg, scratch: Path, data_path: Path, epochs_run: int, seconds: float):
+def finish(
+    model, data: dict, cfg: argparse.Namespace, scratch: Path, data_path: Path,
+    epochs_run: int, seconds: float,
+) -> None:  # fmt: skip
     """Tune the inference blur, evaluate, and save model, metrics and plots to OUT_DIR."""
     import keras
 

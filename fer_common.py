@@ -192,6 +192,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     # Keep the suffix: Keras picks the file format from it.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
+    umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual mode
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -207,6 +210,10 @@ def save_model(model, model_dir: str | Path) -> None:
     only when every write succeeded: a crash or Ctrl-C leaves the old set intact.
     """
     model_dir = Path(model_dir)
+    # An uncompiled twin: the .keras format would otherwise store the optimizer's
+    # state too (three times the weights), which inference never needs.
+    trained, model = model, keras.Model.from_config(model.get_config())
+    model.set_weights(trained.get_weights())
     with contextlib.ExitStack() as stack:
         json_tmp, h5_tmp, keras_tmp = (
             stack.enter_context(atomic_path(model_dir / name))
@@ -219,10 +226,10 @@ def save_model(model, model_dir: str | Path) -> None:
         level = absl_logger.level
         absl_logger.setLevel(logging.ERROR)
         try:
-            model.save(h5_tmp, include_optimizer=False)
+            model.save(h5_tmp)
         finally:
             absl_logger.setLevel(level)
-        model.save(keras_tmp, include_optimizer=False)
+        model.save(keras_tmp)
 
 
 def load_model(path: str | Path = "models"):

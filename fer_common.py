@@ -16,26 +16,32 @@ import cv2
 import numpy as np
 
 
-def _import_keras_quietly():
-    """Import Keras with stderr muted: TensorFlow 2.21 prints C++ start-up lines
-    (oneDNN, CUDA) that no setting hides, and they would bury our one-line errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Mute file descriptor 2, where TensorFlow's C++ code logs around Python."""
     try:
         stderr = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # stderr is not a file (pytest capture)
-        import keras
-
-        return keras
+        yield
+        return
     saved, devnull = os.dup(stderr), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, stderr)
     try:
-        import keras
-
-        keras.ops.zeros(1)  # TensorFlow probes for a GPU on first use: also noisy
+        yield
     finally:
         os.dup2(saved, stderr)
         os.close(saved)
         os.close(devnull)
+
+
+def _import_keras_quietly():
+    """Import Keras with stderr muted: TensorFlow 2.21 prints C++ start-up lines
+    (oneDNN, CUDA) that no setting hides, and they would bury our one-line errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _quiet_stderr():
+        import keras
+
+        keras.ops.zeros(1)  # TensorFlow probes for a GPU on first use: also noisy
     return keras
 
 
@@ -52,6 +58,7 @@ FACE_MARGIN = 0.1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MODEL_JSON = "fer.json"
 MODEL_WEIGHTS = "fer.h5"
+MODEL_TFLITE = "fer.tflite"  # the same model for LiteRT (phones, boards, a fast CPU path)
 FER2013_URL = (
     "https://www.kaggle.com/c/"
     "challenges-in-representation-learning-facial-expression-recognition-challenge/data"
@@ -232,12 +239,55 @@ def save_model(model, model_dir: str | Path) -> None:
         model.save(keras_tmp)
 
 
+def export_tflite(model, path: str | Path) -> None:
+    """Write the model as a LiteRT (TensorFlow Lite) flatbuffer, atomically."""
+    if keras.backend.backend() != "tensorflow":
+        print(f"not writing {path}: LiteRT export needs the TensorFlow backend")
+        return
+    with atomic_path(path) as tmp, _quiet_stderr():  # the converter logs pages of MLIR
+        model.export(str(tmp), format="litert", verbose=False)
+
+
+class LiteRTModel:
+    """A .tflite model behind the two Keras calls the scripts use."""
+
+    def __init__(self, path: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+        except Exception as error:
+            raise UserError(f"cannot load LiteRT model {path}: {_first_line(error)}") from None
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.batch = -1
+
+    def predict_on_batch(self, faces: np.ndarray) -> np.ndarray:
+        if len(faces) != self.batch:  # resizing re-plans the graph: only when N changes
+            self.interpreter.resize_tensor_input(self.input, faces.shape)
+            self.interpreter.allocate_tensors()
+            self.batch = len(faces)
+        self.interpreter.set_tensor(self.input, np.asarray(faces, np.float32))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output).copy()
+
+    def predict(self, faces: np.ndarray, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
+        chunks = [faces[i : i + batch_size] for i in range(0, len(faces), batch_size)]
+        return np.concatenate([self.predict_on_batch(chunk) for chunk in chunks])
+
+
 def load_model(path: str | Path = "models"):
-    """Load the fer.json + fer.h5 pair from a folder (or a .json/.keras file).
+    """Load the fer.json + fer.h5 pair from a folder (or a .json/.keras/.tflite file).
 
     Loading is safe: Keras refuses to run code (lambdas) stored in the files.
     """
     path = Path(path)
+    if path.suffix == ".tflite":
+        if not path.is_file():
+            raise UserError(
+                f"no model at {path}; export one with `python emotion_recognition.py --export`"
+            )
+        return LiteRTModel(path)
     if path.suffix == ".keras":
         if not path.is_file():
             raise UserError(f"no model at {path}; train one with `python emotion_recognition.py`")

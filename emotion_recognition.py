@@ -3,6 +3,7 @@
     python emotion_recognition.py                      # full training run
     python emotion_recognition.py --epochs 3 --limit 2000   # a quick try
     python emotion_recognition.py --evaluate           # re-test the saved model
+    python emotion_recognition.py --export             # models/fer.tflite for LiteRT
 
 Every setting below is a plain constant; each one can be overridden on the command
 line by its lower-case name (`--batch-size 128`). `--help` lists them.
@@ -79,6 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = fer.settings_parser(SETTINGS, __doc__)
     parser.add_argument(
         "--evaluate", action="store_true", help="test the saved model in OUT_DIR, no training"
+    )
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help=f"write OUT_DIR/{fer.MODEL_TFLITE} (LiteRT)",
     )
     return parser.parse_args(argv)
 
@@ -494,6 +500,10 @@ def save_figure(fig, path: Path) -> None:
 def main() -> None:
     cfg = parse_args()
     out_dir = Path(cfg.out_dir)
+    if cfg.export:
+        fer.export_tflite(fer.load_model(out_dir), out_dir / fer.MODEL_TFLITE)
+        print(f"wrote {out_dir / fer.MODEL_TFLITE}")
+        return
     if cfg.evaluate:
         model = fer.load_model(out_dir)  # check the model before the slow data load
         data = load_data(find_data(cfg.data), cfg)

@@ -257,7 +257,7 @@ class LiteRTModel:
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
         except Exception as error:
-            raise UserError(f"cannot load LiteRT model {path}: {_first_line(error)}") from None
+            raise UserError(f"cannot load LiteRT model {path}: {first_line(error)}") from None
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = -1
@@ -294,7 +294,7 @@ def load_model(path: str | Path = "models"):
         try:
             return keras.saving.load_model(path, safe_mode=True, compile=False)
         except Exception as error:
-            raise UserError(f"cannot load model {path}: {_first_line(error)}") from None
+            raise UserError(f"cannot load model {path}: {first_line(error)}") from None
     json_path = path if path.suffix == ".json" else path / MODEL_JSON
     weights_path = json_path.with_suffix(".h5")
     for needed in (json_path, weights_path):
@@ -305,17 +305,17 @@ def load_model(path: str | Path = "models"):
     try:
         model = keras.models.model_from_json(json_path.read_text())
     except Exception as error:
-        raise UserError(f"{json_path} is not a valid Keras model: {_first_line(error)}") from None
+        raise UserError(f"{json_path} is not a valid Keras model: {first_line(error)}") from None
     try:
         model.load_weights(weights_path)
     except Exception as error:
         raise UserError(
             f"{weights_path} does not fit {json_path} (corrupt, or from another model): "
-            f"{_first_line(error)}"
+            f"{first_line(error)}"
         ) from None
     return model
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:200]

@@ -1,4 +1,5 @@
-"""The model in models/ scores what models/metrics.json and the README say."""
+"""The model in models/ scores what models/metrics.json and the README say, and
+its LiteRT export scores the same."""
 
 from __future__ import annotations
 
@@ -6,26 +7,70 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FER2013, ROOT
+from conftest import FER2013, ROOT, SAMPLE_FACE, SAMPLE_PHOTO
 
 import emotion_recognition as er
 import fer_common as fer
 
-METRICS = json.loads((ROOT / "models" / "metrics.json").read_text())
+MODELS = ROOT / "models"
+METRICS = json.loads((MODELS / "metrics.json").read_text())
 
 
 def test_metrics_describe_the_shipped_model():
-    assert METRICS["parameters"] == fer.load_model(ROOT / "models").count_params()
+    assert METRICS["parameters"] == fer.load_model(MODELS).count_params()
     assert f"{100 * METRICS['test_accuracy']:.1f} %" in (ROOT / "README.md").read_text()
 
 
-@pytest.mark.skipif(not FER2013.is_file(), reason=f"FER-2013 not found at {FER2013} "
-                    "(set FER2013_PATH to run this check)")  # fmt: skip
-def test_shipped_model_scores_its_recorded_privatetest_accuracy():
+def test_litert_model_agrees_with_keras_on_faces():
+    import cv2
+
+    gray = cv2.imread(str(SAMPLE_PHOTO), cv2.IMREAD_GRAYSCALE)
+    x, y, w, h = SAMPLE_FACE
+    rng = np.random.default_rng(0)
+    boxes = [(x + dx, y + dy, w + dw, h + dw) for dx, dy, dw in rng.integers(-8, 9, (6, 3))]
+    faces = fer.crop_faces(gray, np.array(boxes)).astype(np.float32)
+    keras_probs = fer.load_model(MODELS).predict_on_batch(faces)
+    litert_probs = fer.load_model(MODELS / fer.MODEL_TFLITE).predict_on_batch(faces)
+    np.testing.assert_allclose(litert_probs, keras_probs, atol=1e-4)
+
+
+def test_export_writes_a_litert_model_that_loads(tmp_path):
+    model = fer.load_model(MODELS)
+    fer.export_tflite(model, tmp_path / "m.tflite")
+    faces = np.random.default_rng(1).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    exported = fer.load_model(tmp_path / "m.tflite")
+    np.testing.assert_allclose(
+        exported.predict_on_batch(faces), model.predict_on_batch(faces), atol=1e-4
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tflite"]  # no temp file left
+
+
+def test_corrupt_litert_model_is_a_user_error(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(fer.UserError, match="cannot load LiteRT model"):
+        fer.load_model(bad)
+
+
+@pytest.fixture(scope="module")
+def private_test():
+    if not FER2013.is_file():
+        pytest.skip(f"FER-2013 not found at {FER2013} (set FER2013_PATH to run this check)")
     data = er.load_data(FER2013, er.parse_args([]))
-    faces, labels = data["test"]
-    model = fer.load_model(ROOT / "models")
-    predicted = model.predict(faces, batch_size=256, verbose=0).argmax(axis=1)
-    accuracy = float(np.mean(predicted == labels))
-    assert accuracy == pytest.approx(METRICS["test_accuracy"], abs=0.005)
-    assert len(labels) == 3589  # PrivateTest
+    assert len(data["test"][1]) == 3589  # PrivateTest
+    return data["test"]
+
+
+def accuracy(model, faces, labels) -> float:
+    return float(np.mean(model.predict(faces, batch_size=256, verbose=0).argmax(axis=1) == labels))
+
+
+def test_shipped_model_scores_its_recorded_privatetest_accuracy(private_test):
+    keras_accuracy = accuracy(fer.load_model(MODELS), *private_test)
+    assert keras_accuracy == pytest.approx(METRICS["test_accuracy"], abs=0.005)
+
+
+def test_litert_model_scores_within_0_3_points_of_keras(private_test):
+    keras_accuracy = accuracy(fer.load_model(MODELS), *private_test)
+    litert_accuracy = accuracy(fer.load_model(MODELS / fer.MODEL_TFLITE), *private_test)
+    assert abs(litert_accuracy - keras_accuracy) <= 0.003

@@ -40,10 +40,11 @@ def test_headless_run_on_a_clip_writes_video_and_face_log(photo_clip: Path, tmp_
 
     rows = pd.read_csv(log)
     assert rows.columns.tolist() == [
-        "frame", "time_s", "face", "x", "y", "w", "h", "emotion", "confidence",
+        "frame", "time_s", "face", "track", "x", "y", "w", "h", "emotion", "confidence",
         "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
     ]  # fmt: skip
     assert rows["frame"].tolist() == list(range(12))
+    assert (rows["track"] == 1).all()  # one face, followed through the shake
     x, y, w, _ = SAMPLE_FACE
     assert (rows["x"] - x).abs().max() <= 10 and (rows["y"] - y).abs().max() <= 10
     assert (rows["w"] - w).abs().max() <= 15
@@ -68,11 +69,11 @@ def test_annotation_is_drawn_on_the_face(tmp_path: Path):
 
 def test_shipped_model_labels_the_sample_photo_sensibly():
     """The astronaut smiles broadly: the shipped model must say Happy."""
-    detector = vt.EmotionDetector(vt.parse_args(["--model", str(SHIPPED)]))
-    boxes, probabilities = detector(cv2.imread(str(SAMPLE_PHOTO)))
-    assert len(boxes) == 1
-    assert fer.EMOTIONS[int(probabilities[0].argmax())] == "Happy"
-    assert probabilities[0].max() > 0.5
+    pipeline = vt.Pipeline(vt.parse_args(["--model", str(SHIPPED)]))
+    tracks = pipeline(cv2.imread(str(SAMPLE_PHOTO)), 0, new_scene=True)
+    assert len(tracks) == 1
+    assert tracks[0].emotion == "Happy"
+    assert tracks[0].probabilities.max() > 0.5
 
 
 @pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"no real photos at {SHARED_PHOTOS}")

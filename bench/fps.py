@@ -88,8 +88,8 @@ def write_clip(path: Path, still: np.ndarray, frames: int) -> None:
 # --------------------------------------------------------------------------
 
 
-def run_ours(clip: Path, out: Path, model: str) -> dict:
-    cfg = vt.parse_args(["--model", model, "--no-display"])
+def run_ours(clip: Path, out: Path, *options: str) -> dict:
+    cfg = vt.parse_args([*options, "--no-display"])
     pipeline = vt.Pipeline(cfg)
     warm = cv2.VideoCapture(str(clip))
     for index in range(WARM_UP):
@@ -182,10 +182,12 @@ def main() -> None:
     if not PHOTOS.is_dir():
         sys.exit(f"no photos at {PHOTOS}: this benchmark builds its clips from them")
 
-    contenders = [("this (Keras)", lambda c, o: run_ours(c, o, args.model))]
+    contenders = [
+        ("this (Keras)", lambda c, o: run_ours(c, o, "--model", args.model, "--no-litert"))
+    ]
     tflite = Path(args.model) / fer.MODEL_TFLITE
     if tflite.is_file():
-        contenders.append(("this (LiteRT)", lambda c, o: run_ours(c, o, str(tflite))))
+        contenders.append(("this (LiteRT)", lambda c, o: run_ours(c, o, "--model", str(tflite))))
     if not args.no_fer:
         contenders.append(("fer 25.10.3", run_fer))
 

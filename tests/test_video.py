@@ -89,6 +89,22 @@ def test_folder_of_real_photos_finds_every_face(tmp_path: Path):
     assert sum(faces_per_frame) == 4  # two_people.jpg: 2, biden.jpg: 1, obama-720p.jpg: 1
 
 
+def test_demo_uses_the_litert_twin_only_when_it_is_the_same_model(tmp_path: Path, capsys):
+    assert isinstance(vt.load_fastest_model(str(SHIPPED)), fer.LiteRTModel)
+    assert not isinstance(vt.load_fastest_model(str(SHIPPED), litert=False), fer.LiteRTModel)
+
+    for name in (fer.MODEL_JSON, fer.MODEL_WEIGHTS):
+        (tmp_path / name).write_bytes((SHIPPED / name).read_bytes())
+    other = fer.keras.Sequential(
+        [fer.keras.Input((48, 48, 1)), fer.keras.layers.Flatten(),
+         fer.keras.layers.Dense(7, activation="softmax")]
+    )  # fmt: skip
+    fer.export_tflite(other, tmp_path / fer.MODEL_TFLITE)  # a stale twin
+    model = vt.load_fastest_model(str(tmp_path))
+    assert not isinstance(model, fer.LiteRTModel)
+    assert "another model" in capsys.readouterr().out
+
+
 def test_frames_from_a_still_source_come_from_disk():
     source = vt.Source(str(SAMPLE_PHOTO), str(SAMPLE_PHOTO))
     frames = list(source.frames())

@@ -40,16 +40,16 @@ OUT_DIR = str(HERE / "models")
 LIMIT = 0  # train on this many random training faces only (0: all of them)
 SEED = 42
 
-EPOCHS = 80
+EPOCHS = 30
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3  # peak learning rate of AdamW
 WEIGHT_DECAY = 1e-4
 LABEL_SMOOTHING = 0.1
 LR_SCHEDULE = "cosine"  # "cosine": decay to 0 over EPOCHS; "plateau": halve when stuck
-PATIENCE = 20  # stop after this many epochs without a better validation accuracy
+PATIENCE = 10  # stop after this many epochs without a better validation accuracy
 
-BASE_FILTERS = 64  # filters of the first conv block; each next block doubles them
-CONV_BLOCKS = 3
+BASE_FILTERS = 32  # filters of the first conv block; each next block doubles them
+CONV_BLOCKS = 4
 DENSE_UNITS = 256
 CONV_DROPOUT = 0.2
 DENSE_DROPOUT = 0.5
@@ -63,10 +63,6 @@ SHIFT = 0.1  # fraction of the image size
 # Gaussian blur (sigma, pixels) that brings sharp faces to the training faces'
 # sharpness at inference; "auto": measured from the data, then tuned on validation.
 INFERENCE_BLUR = "auto"
-# Average-pool faces by this factor before the first conv. A face blurred by
-# sigma holds next to nothing finer than sigma pixels, so "auto" pools by
-# floor(sigma) (1 to 4): the same information, several times less compute.
-DOWNSCALE = "auto"
 
 # For a CSV without a Usage column: seeded, stratified shares of the rows.
 VAL_FRACTION = 0.1
@@ -270,12 +266,9 @@ def file_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------
 
 
-def build_model(
-    train_faces: np.ndarray, cfg: argparse.Namespace, blur: float = 0.0, downscale: int = 1
-):
-    """A VGG-style CNN that takes raw 0-255 faces; blur matching, downscaling,
-    augmentation and normalisation are layers of the model, so what is saved is
-    all inference needs."""
+def build_model(train_faces: np.ndarray, cfg: argparse.Namespace, blur: float = 0.0):
+    """A VGG-style CNN that takes raw 0-255 faces; blur matching, augmentation and
+    normalisation are layers of the model, so what is saved is all inference needs."""
     import keras
     from keras import layers
 
@@ -298,8 +291,6 @@ def build_model(
 
     inputs = keras.Input((fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1), name="face")
     x = fer.InferenceBlur(blur, name="inference_blur")(inputs)
-    if downscale > 1:
-        x = layers.AveragePooling2D(downscale, name="downscale")(x)
     x = normalize(augment(x))
     for block in range(cfg.conv_blocks):
         for _ in range(2):
@@ -327,16 +318,6 @@ def estimate_blur(data: dict, cfg: argparse.Namespace, sample: int = 2000) -> fl
         if fer.sharpness(fer.gaussian_blur(val_faces, sigma)) <= target * 1.05:
             return float(sigma)
     return 6.0
-
-
-def choose_downscale(blur: float, cfg: argparse.Namespace) -> int:
-    """floor(blur), capped at 4 and rounded down to a divisor of the input size:
-    a Gaussian of sigma leaves < 1 % of the signal above the pooled Nyquist rate."""
-    if cfg.downscale != "auto":
-        if cfg.downscale not in {"1", "2", "3", "4"}:
-            raise UserError(f"--downscale must be auto, 1, 2, 3 or 4, not {cfg.downscale!r}")
-        return int(cfg.downscale)
-    return max(f for f in (1, 2, 3, 4) if f <= max(blur, 1) and fer.IMAGE_SIZE % f == 0)
 
 
 def tune_blur(model, data: dict, cfg: argparse.Namespace) -> None:
@@ -503,8 +484,8 @@ def main() -> None:
     cfg = parse_args()
     out_dir = Path(cfg.out_dir)
     if cfg.export:
-        fer.export_tflite(fer.load_model(out_dir), out_dir / fer.MODEL_TFLITE)
-        print(f"wrote {out_dir / fer.MODEL_TFLITE}")
+        if fer.export_tflite(fer.load_model(out_dir), out_dir / fer.MODEL_TFLITE):
+            print(f"wrote {out_dir / fer.MODEL_TFLITE}")
         return
     if cfg.evaluate:
         model = fer.load_model(out_dir)  # check the model before the slow data load
@@ -529,9 +510,7 @@ def main() -> None:
         if blur
         else "inference blur: none (training and validation faces equally sharp)"
     )
-    downscale = choose_downscale(blur, cfg)
-    print(f"downscale: faces pooled by {downscale} to {fer.IMAGE_SIZE // downscale} px")
-    model = build_model(data["train"][0], cfg, blur, downscale)
+    model = build_model(data["train"][0], cfg, blur)
     model.summary()
     with tempfile.TemporaryDirectory() as scratch:
         started = time.time()

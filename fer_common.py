@@ -239,13 +239,14 @@ def save_model(model, model_dir: str | Path) -> None:
         model.save(keras_tmp)
 
 
-def export_tflite(model, path: str | Path) -> None:
+def export_tflite(model, path: str | Path) -> bool:
     """Write the model as a LiteRT (TensorFlow Lite) flatbuffer, atomically."""
     if keras.backend.backend() != "tensorflow":
         print(f"not writing {path}: LiteRT export needs the TensorFlow backend")
-        return
+        return False
     with atomic_path(path) as tmp, _quiet_stderr():  # the converter logs pages of MLIR
         model.export(str(tmp), format="litert", verbose=False)
+    return True
 
 
 class LiteRTModel:

@@ -147,14 +147,6 @@ def test_blur_is_estimated_from_the_data_and_applied_at_inference_only():
     assert fer.sharpness(inferred) < fer.sharpness(faces) / 3
 
 
-def test_blurred_faces_are_pooled_to_the_resolution_they_hold():
-    auto = er.parse_args([])
-    assert [er.choose_downscale(blur, auto) for blur in (0, 1.4, 2.5, 3.25, 9)] == [1, 1, 2, 3, 4]
-    assert er.choose_downscale(3.25, er.parse_args(["--downscale", "1"])) == 1
-    with pytest.raises(fer.UserError, match="--downscale must be"):
-        er.choose_downscale(0, er.parse_args(["--downscale", "5"]))
-
-
 # --------------------------------------------------------------------------
 # Model files that are missing, corrupt or mismatched: one clear line
 # --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ DISPLAY = True  # show a window (--no-display for headless runs)
 
 SCALE_FACTOR = 1.1  # Haar pyramid step: smaller finds more faces, slower
 MIN_NEIGHBORS = 8  # Haar votes a face needs: larger, fewer false faces
-MIN_FACE = 36  # smallest face searched for, in pixels
+MIN_FACE = 30  # smallest face searched for, in pixels: finds faces of ~36 px and up
 MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
 DETECT_EVERY = 15  # search the whole frame for faces every k-th frame; in between, only
 # near the faces already found (new faces then show up within k frames)

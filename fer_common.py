@@ -266,7 +266,8 @@ class LiteRTModel:
     def predict_on_batch(self, faces: np.ndarray) -> np.ndarray:
         if len(faces) != self.batch:  # resizing re-plans the graph: only when N changes
             self.interpreter.resize_tensor_input(self.input, faces.shape)
-            self.interpreter.allocate_tensors()
+            with _quiet_stderr():  # an INFO line about XNNPACK, each time
+                self.interpreter.allocate_tensors()
             self.batch = len(faces)
         self.interpreter.set_tensor(self.input, np.asarray(faces, np.float32))
         self.interpreter.invoke()

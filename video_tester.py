@@ -233,27 +233,27 @@ class Pipeline:
     def __call__(
         self, frame: np.ndarray, index: int, new_scene: bool = False, fps: float = 0.0
     ) -> list[Track]:
-        started = time.perf_counter()
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if new_scene:
             self.tracker.reset()
         detect = new_scene or index % self.cfg.detect_every == 0
-        boxes = self.find_faces(gray) if detect else self.follow_faces(gray)
-        detected = time.perf_counter()
-        faces = fer.crop_faces(gray, boxes, self.cfg.margin).astype(np.float32)
-        cropped = time.perf_counter()
-        tracks = self.tracker.update(boxes, self.classify(faces))
-        if detect:
-            self.remember_faces(gray, tracks)
-        classified = time.perf_counter()
-        draw(frame, tracks, fps)
-        drawn = time.perf_counter()
-        for stage, seconds in zip(
-            self.seconds, (detected - started, cropped - detected, classified - cropped,
-                           drawn - classified)
-        ):  # fmt: skip
-            self.seconds[stage] += seconds
+        with self.stage("detect"):
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            boxes = self.find_faces(gray) if detect else self.follow_faces(gray)
+        with self.stage("preprocess"):
+            faces = fer.crop_faces(gray, boxes, self.cfg.margin).astype(np.float32)
+        with self.stage("classify"):
+            tracks = self.tracker.update(boxes, self.classify(faces))
+            if detect:
+                self.remember_faces(gray, tracks)
+        with self.stage("draw"):
+            draw(frame, tracks, fps)
         return tracks
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[name] += time.perf_counter() - started
 
     def find_faces(self, gray: np.ndarray) -> np.ndarray:
         """Face boxes (N, 4) as x, y, w, h."""

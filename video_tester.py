@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,16 +230,28 @@ class Pipeline:
         self.tracker = Tracker(cfg.smoothing, cfg.min_iou, cfg.max_missed)
         self.cfg = cfg
         self.seconds = dict.fromkeys(("detect", "preprocess", "classify", "draw"), 0.0)
+        self.searcher: ThreadPoolExecutor | None = None  # see search_in_background
+        self.search: Future | None = None
+
+    def search_in_background(self) -> None:
+        """Run the whole-frame searches in a thread, for a live camera: a search
+        takes several frames' time, and the frames keep coming meanwhile (its
+        faces join the tracks a few frames late). Files keep the search in line,
+        so that every run over them gives the same result."""
+        self.searcher = ThreadPoolExecutor(1, thread_name_prefix="face-search")
+
+    def close(self) -> None:
+        if self.searcher is not None:
+            self.searcher.shutdown(cancel_futures=True)
 
     def __call__(
         self, frame: np.ndarray, index: int, new_scene: bool = False, fps: float = 0.0
     ) -> list[Track]:
         if new_scene:
             self.tracker.reset()
-        detect = new_scene or index % self.cfg.detect_every == 0
         with self.stage("detect"):
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            boxes = self.find_faces(gray) if detect else self.follow_faces(gray)
+            boxes, detect = self.faces_in(gray, new_scene or index % self.cfg.detect_every == 0)
         with self.stage("preprocess"):
             faces = fer.crop_faces(gray, boxes, self.cfg.margin).astype(np.float32)
         with self.stage("classify"):
@@ -254,6 +267,19 @@ class Pipeline:
         started = time.perf_counter()
         yield
         self.seconds[name] += time.perf_counter() - started
+
+    def faces_in(self, gray: np.ndarray, search_due: bool) -> tuple[np.ndarray, bool]:
+        """The face boxes of this frame, and whether a whole-frame search found them
+        (else they were followed from the last frame)."""
+        if self.searcher is None:
+            found = self.find_faces(gray) if search_due else None
+        else:
+            if search_due and self.search is None:
+                self.search = self.searcher.submit(self.find_faces, gray)
+            found = None
+            if self.search is not None and self.search.done():
+                found, self.search = self.search.result(), None
+        return (self.follow_faces(gray), False) if found is None else (found, True)
 
     def find_faces(self, gray: np.ndarray) -> np.ndarray:
         """Face boxes (N, 4) as x, y, w, h."""
@@ -569,10 +595,13 @@ def main() -> None:
     display = cfg.display and can_display()
 
     # Whatever ends the run (end of input, q, Ctrl-C, an error), everything opened
-    # here is released: camera and its reader thread, video writer, log file, window.
+    # here is released: camera and its threads, video writer, log file, window.
     with contextlib.ExitStack() as stack:
         source = Source(cfg.source, cfg.sample)
         stack.callback(source.release)
+        if source.is_camera:
+            pipeline.search_in_background()
+            stack.callback(pipeline.close)
         if display:
             stack.callback(cv2.destroyAllWindows)
         if cfg.source == "auto" and source.is_still and not cfg.output:

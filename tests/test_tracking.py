@@ -101,6 +101,38 @@ def test_tracks_follow_a_moving_face_between_detections():
         assert abs(x - (SAMPLE_FACE[0] + dx)) <= 3 and abs(y - (SAMPLE_FACE[1] + dx // 2)) <= 3
 
 
+def test_background_search_never_holds_up_a_frame(monkeypatch):
+    """With a live camera the whole-frame search runs beside the frames: while it
+    runs, frames go on (faces followed); its faces join when it is done."""
+    pipeline = vt.Pipeline(vt.parse_args(["--model", str(ROOT / "models")]))
+    searched = pipeline.find_faces
+    release = threading.Event()
+
+    def slow_search(gray):
+        release.wait(timeout=30)
+        return searched(gray)
+
+    monkeypatch.setattr(pipeline, "find_faces", slow_search)
+    pipeline.search_in_background()
+    photo = cv2.imread(str(SAMPLE_PHOTO))
+    try:
+        for index in range(5):  # the search is still running: no face yet, no waiting
+            started = time.perf_counter()
+            assert pipeline(photo.copy(), index) == []
+            assert time.perf_counter() - started < 5
+        release.set()
+        pipeline.search.result(timeout=30)
+        tracks = pipeline(photo.copy(), 5)
+        assert [track.id for track in tracks] == [1]
+        assert np.abs(tracks[0].box - SAMPLE_FACE).max() <= 3
+        assert [track.id for track in pipeline(photo.copy(), 6)] == [1]  # followed
+    finally:
+        release.set()
+        pipeline.close()
+    with pytest.raises(RuntimeError):  # closed: takes no more searches
+        pipeline.searcher.submit(int)
+
+
 # --------------------------------------------------------------------------
 # Threaded frame reader
 # --------------------------------------------------------------------------

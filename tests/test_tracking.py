@@ -5,13 +5,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import ROOT, SAMPLE_FACE, SAMPLE_PHOTO, run_script
+from conftest import ROOT, SAMPLE_FACE, SAMPLE_PHOTO
 
 import fer_common as fer
 import video_tester as vt
@@ -227,20 +225,3 @@ def test_summary_table_shares_per_track():
     assert table.loc[2, "Angry"] == 1.0 and table.loc[2, "mostly"] == "Angry"
     assert table.loc[1, "frames"] == 4 and table.loc[2, "seconds"] == 0.5
     np.testing.assert_allclose(table[list(fer.EMOTIONS)].sum(axis=1), 1.0)
-
-
-def test_clip_run_writes_summary_image_and_track_log(photo_clip: Path, tmp_path: Path):
-    summary, log = tmp_path / "summary.png", tmp_path / "faces.csv"
-    result = run_script(
-        "video_tester.py", "--source", str(photo_clip), "--no-display",
-        "--summary", str(summary), "--log", str(log),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    image = cv2.imread(str(summary))
-    assert image is not None and image.shape[0] > 200 and image.shape[1] > 500
-    rows = pd.read_csv(log)
-    assert (rows["track"] == 1).all() and len(rows) == 12
-    main_emotion = rows["emotion"].mode()[0]
-    assert any(
-        line.startswith("#1") and main_emotion in line for line in result.stdout.splitlines()
-    )

@@ -23,11 +23,11 @@ import video_tester as vt
 SHIPPED = ROOT / "models"
 
 
-def test_headless_run_on_a_clip_writes_video_and_face_log(photo_clip: Path, tmp_path: Path):
-    output, log = tmp_path / "annotated.mp4", tmp_path / "faces.csv"
+def test_headless_run_on_a_clip_writes_video_face_log_and_summary(photo_clip: Path, tmp_path: Path):
+    output, log, summary = tmp_path / "annotated.mp4", tmp_path / "faces.csv", tmp_path / "s.png"
     result = run_script(
         "video_tester.py", "--source", str(photo_clip), "--no-display",
-        "--output", str(output), "--log", str(log),
+        "--output", str(output), "--log", str(log), "--summary", str(summary),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "12 frames, 12 faces labelled" in result.stdout
@@ -52,6 +52,13 @@ def test_headless_run_on_a_clip_writes_video_and_face_log(photo_clip: Path, tmp_
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-3)
     assert (rows["emotion"] == np.array(fer.EMOTIONS)[probabilities.argmax(axis=1)]).all()
     assert rows["time_s"].iloc[-1] == pytest.approx(11 / 10, abs=1e-3)  # 10 FPS clip
+
+    image = cv2.imread(str(summary))
+    assert image is not None and image.shape[0] > 200 and image.shape[1] > 500
+    main_emotion = rows["emotion"].mode()[0]  # the printed table says the same
+    assert any(
+        line.startswith("#1") and main_emotion in line for line in result.stdout.splitlines()
+    )
 
 
 def test_annotation_is_drawn_on_the_face(tmp_path: Path):

@@ -255,7 +255,7 @@ class Pipeline:
         with self.stage("preprocess"):
             faces = fer.crop_faces(gray, boxes, self.cfg.margin).astype(np.float32)
         with self.stage("classify"):
-            tracks = self.tracker.update(boxes, self.classify(faces))
+            tracks = self.tracker.update(boxes, self.classify(faces), searched=detect)
             if detect:
                 self.remember_faces(gray, tracks)
         with self.stage("draw"):
@@ -376,15 +376,21 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = 1
 
-    def update(self, boxes: np.ndarray, probabilities: np.ndarray) -> list[Track]:
-        """The track of each box, in order: continued where a box overlaps one, else new."""
+    def update(
+        self, boxes: np.ndarray, probabilities: np.ndarray, searched: bool = True
+    ) -> list[Track]:
+        """The track of each box, in order: continued where a box overlaps one, else new.
+
+        Only a whole-frame search (`searched`) can miss a face; between searches
+        only the faces found last are followed, and the others keep their count."""
         from scipy.optimize import linear_sum_assignment
 
         overlap = iou(boxes, np.array([t.box for t in self.tracks]).reshape(-1, 4))
         rows, cols = linear_sum_assignment(overlap, maximize=True)
         matched = {r: self.tracks[c] for r, c in zip(rows, cols) if overlap[r, c] >= self.min_iou}
-        for track in self.tracks:
-            track.missed += 1
+        if searched:
+            for track in self.tracks:
+                track.missed += 1
         shown = []
         for i, (box, probs) in enumerate(zip(boxes, probabilities)):
             track = matched.get(i)

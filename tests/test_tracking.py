@@ -59,6 +59,16 @@ def test_a_face_lost_for_too_long_comes_back_with_a_new_id():
     assert tracker.update(box, np.array([UNIFORM]))[0].id == 2
 
 
+def test_frames_between_searches_do_not_count_as_misses():
+    tracker = vt.Tracker(max_missed=1)
+    box, none = np.array([[50, 50, 60, 60]]), np.zeros((0, 4), int)
+    assert tracker.update(box, np.array([UNIFORM]))[0].id == 1
+    tracker.update(none, np.zeros((0, 7)))  # one search misses it
+    for _ in range(14):  # followed frames until the next search: not misses
+        tracker.update(none, np.zeros((0, 7)), searched=False)
+    assert tracker.update(box, np.array([UNIFORM]))[0].id == 1
+
+
 def label_changes(probabilities: np.ndarray, smoothing: float) -> int:
     tracker = vt.Tracker(smoothing=smoothing)
     box = np.array([[10, 10, 50, 50]])

@@ -12,6 +12,7 @@ line by its lower-case name (`--batch-size 128`). `--help` lists them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -324,17 +326,41 @@ def tune_blur(model, data: dict, cfg: argparse.Namespace) -> None:
     """Pick the inference blur with the best validation accuracy, near the estimate."""
     if cfg.inference_blur != "auto":
         return
-    layer = model.get_layer("inference_blur")
+    estimate = model.get_layer("inference_blur").sigma
     faces, labels = data["val"]
     scores = {}
-    for sigma in sorted({max(layer.sigma + step, 0.0) for step in np.arange(-1.5, 1.01, 0.5)}):
-        layer.sigma = float(sigma)
-        model.predict_function = None  # the blur is baked into the compiled predict step
-        scores[sigma] = np.mean(model.predict(faces, batch_size=256, verbose=0).argmax(1) == labels)
-    layer.sigma = max(scores, key=scores.get)
-    model.predict_function = None
+    for sigma in sorted({max(estimate + step, 0.0) for step in np.arange(-1.5, 1.01, 0.5)}):
+        with inference_blur(model, sigma):
+            scores[sigma] = np.mean(predict(model, faces) == labels)
+    best = max(scores, key=scores.get)
+    set_inference_blur(model, best)
     table = ", ".join(f"{sigma:g}: {score:.2%}" for sigma, score in scores.items())
-    print(f"inference blur -> validation accuracy: {table}; keeping {layer.sigma:g}")
+    print(f"inference blur -> validation accuracy: {table}; keeping {best:g}")
+
+
+def set_inference_blur(model, sigma: float) -> None:
+    model.get_layer("inference_blur").sigma = float(sigma)
+    model.predict_function = None  # the blur is baked into the compiled predict step
+
+
+@contextlib.contextmanager
+def inference_blur(model, sigma: float) -> Iterator[None]:
+    """Run the model with another inference blur for a while (if it has one)."""
+    names = {layer.name for layer in model.layers}
+    if "inference_blur" not in names:
+        yield
+        return
+    kept = model.get_layer("inference_blur").sigma
+    set_inference_blur(model, sigma)
+    try:
+        yield
+    finally:
+        set_inference_blur(model, kept)
+
+
+def predict(model, faces: np.ndarray) -> np.ndarray:
+    """The most likely emotion of each face."""
+    return model.predict(faces, batch_size=256, verbose=0).argmax(axis=1)
 
 
 # --------------------------------------------------------------------------
@@ -398,13 +424,15 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model, data) -> dict:
-    """Accuracy on every split; per-class figures and confusion matrix on test."""
+    """Accuracy on every split; per-class figures and confusion matrix on test.
+
+    Training faces are scored as the model saw them in training: without the
+    inference blur, which would blur them a second time."""
     from sklearn.metrics import classification_report, confusion_matrix
 
-    predicted = {
-        split: model.predict(faces, batch_size=256, verbose=0).argmax(axis=1)
-        for split, (faces, _) in data.items()
-    }
+    predicted = {split: predict(model, faces) for split, (faces, _) in data.items()}
+    with inference_blur(model, 0.0):
+        predicted["train"] = predict(model, data["train"][0])
     accuracy = {split: float(np.mean(predicted[split] == data[split][1])) for split in data}
     labels, predicted = data["test"][1], predicted["test"]
     everyone = list(range(len(fer.EMOTIONS)))

@@ -58,6 +58,26 @@ def test_evaluate_reproduces_the_saved_test_accuracy(trained):
     assert f"test {metrics['test_accuracy']:.2%}" in result.stdout
 
 
+def test_training_faces_are_scored_without_the_inference_blur(trained):
+    """Training faces are blurred already: blurring them again understated train accuracy."""
+    data_path, models = trained
+    model = fer.load_model(models)
+    data = er.load_data(data_path, er.parse_args([]))
+    faces, labels = data["train"]
+    er.set_inference_blur(model, 6.0)
+    blurred = np.mean(er.predict(model, faces) == labels)
+    with er.inference_blur(model, 0.0):
+        as_trained = np.mean(er.predict(model, faces) == labels)
+    assert as_trained > blurred + 0.2  # the blur hides the stripes
+
+    metrics = er.evaluate(model, data)
+    assert metrics["train_accuracy"] == pytest.approx(as_trained)
+    assert metrics["val_accuracy"] == pytest.approx(
+        np.mean(er.predict(model, data["val"][0]) == data["val"][1])
+    )
+    assert model.get_layer("inference_blur").sigma == 6.0  # put back
+
+
 def test_model_takes_raw_pixels_and_normalises_inside(trained):
     data, models = trained
     model = fer.load_model(models)

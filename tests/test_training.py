@@ -167,6 +167,32 @@ def test_blur_is_estimated_from_the_data_and_applied_at_inference_only():
     assert fer.sharpness(inferred) < fer.sharpness(faces) / 3
 
 
+def test_prior_correction_undoes_a_bias_toward_frequent_classes():
+    import keras
+
+    counts = np.array([3000, 50, 500, 500, 500, 500, 500])
+    log_share = np.log(counts / counts.sum()).astype("float32")
+    # A model whose output bias learned the class shares: the rare class loses.
+    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(7, "softmax", name="emotion")])
+    model.get_layer("emotion").set_weights([np.eye(7, dtype="float32"), log_share])
+    labels = np.repeat(np.arange(7), 30)
+    inputs = (2 * np.eye(7)[labels] + np.random.default_rng(0).normal(0, 0.7, (210, 7))).astype(
+        "float32"
+    )
+    data = {"train": (None, np.repeat(np.arange(7), counts)), "val": (inputs, labels)}
+    before = model.predict(inputs, verbose=0)
+
+    off = er.correct_prior(model, data, er.parse_args(["--prior-correction", "0"]))
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), before, atol=1e-6)
+    tau = er.correct_prior(model, data, er.parse_args([]))
+    after = model.predict(inputs, verbose=0).argmax(axis=1)
+
+    assert off == 0 and tau >= 0.75
+    np.testing.assert_array_equal(after, (np.log(before) - tau * log_share).argmax(axis=1))
+    rare = labels == 1
+    assert np.mean(after[rare] == 1) > np.mean(before.argmax(axis=1)[rare] == 1) + 0.3
+
+
 # --------------------------------------------------------------------------
 # Model files that are missing, corrupt or mismatched: one clear line
 # --------------------------------------------------------------------------

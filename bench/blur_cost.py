@@ -15,7 +15,7 @@ selecting the epoch on the fifth, testing on PrivateTest, three times:
                    it should score like "blurred" if the blur is all that differs)
 
 The gap between the first two rows is what the blur alone costs at this data size.
-None of these models is kept. Not a test: run it by hand (about 30 minutes on 2 cores).
+None of these models is kept. Not a test: run it by hand (about 35 minutes on 2 cores).
 """
 
 from __future__ import annotations

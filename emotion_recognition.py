@@ -599,7 +599,6 @@ def finish(
     )
     out_dir = Path(cfg.out_dir)
     fer.save_model(model, out_dir)
-    fer.export_tflite(model, out_dir / fer.MODEL_TFLITE)
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     with atomic_path(out_dir / "training_log.csv") as tmp:

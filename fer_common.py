@@ -211,20 +211,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def save_model(model, model_dir: str | Path) -> None:
-    """Write fer.json (architecture), fer.h5 (weights) and fer.keras.
+    """Write fer.json (architecture), fer.h5 (weights), fer.keras and, with the
+    TensorFlow backend, fer.tflite (LiteRT).
 
-    All three are written to temporary files first and renamed over the old ones
-    only when every write succeeded: a crash or Ctrl-C leaves the old set intact.
+    All are written to temporary files first and renamed over the old ones only
+    when every write succeeded: a crash or Ctrl-C leaves the old set intact.
     """
     model_dir = Path(model_dir)
-    # An uncompiled twin: the .keras format would otherwise store the optimizer's
-    # state too (three times the weights), which inference never needs.
+    # An uncompiled twin for the Keras files: the .keras format would otherwise store
+    # the optimizer's state too (three times the weights), which inference never
+    # needs. The twin is only fit for saving: set_weights does not refresh the
+    # Normalization layer's mean and variance (loading does), so the LiteRT export,
+    # which traces the model as it is in memory, uses the trained model.
     trained, model = model, keras.Model.from_config(model.get_config())
     model.set_weights(trained.get_weights())
+    names = [MODEL_JSON, MODEL_WEIGHTS, "fer.keras"]
+    litert = keras.backend.backend() == "tensorflow"
+    if litert:
+        names.append(MODEL_TFLITE)
+    else:
+        print(f"not writing {MODEL_TFLITE}: LiteRT export needs the TensorFlow backend")
     with contextlib.ExitStack() as stack:
-        json_tmp, h5_tmp, keras_tmp = (
-            stack.enter_context(atomic_path(model_dir / name))
-            for name in (MODEL_JSON, MODEL_WEIGHTS, "fer.keras")
+        json_tmp, h5_tmp, keras_tmp, *tflite_tmp = (
+            stack.enter_context(atomic_path(model_dir / name)) for name in names
         )
         json_tmp.write_text(model.to_json(indent=1))
         # A legacy-format HDF5 file: what `model.load_weights("fer.h5")` reads. Keras
@@ -237,6 +246,8 @@ def save_model(model, model_dir: str | Path) -> None:
         finally:
             absl_logger.setLevel(level)
         model.save(keras_tmp)
+        for tmp in tflite_tmp:
+            _export_litert(trained, tmp)
 
 
 def export_tflite(model, path: str | Path) -> bool:
@@ -244,9 +255,14 @@ def export_tflite(model, path: str | Path) -> bool:
     if keras.backend.backend() != "tensorflow":
         print(f"not writing {path}: LiteRT export needs the TensorFlow backend")
         return False
-    with atomic_path(path) as tmp, _quiet_stderr():  # the converter logs pages of MLIR
-        model.export(str(tmp), format="litert", verbose=False)
+    with atomic_path(path) as tmp:
+        _export_litert(model, tmp)
     return True
+
+
+def _export_litert(model, path: Path) -> None:
+    with _quiet_stderr():  # the converter logs pages of MLIR
+        model.export(str(path), format="litert", verbose=False)
 
 
 class LiteRTModel:

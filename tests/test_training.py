@@ -106,7 +106,10 @@ def test_save_then_load_gives_identical_predictions(trained, tmp_path: Path):
         np.testing.assert_array_equal(np.asarray(again(faces, training=False)), expected)
 
 
-def test_interrupted_save_leaves_the_old_model_intact(trained, tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("dies_in", ["keras save", "litert export"])
+def test_interrupted_save_leaves_the_old_model_intact(
+    trained, tmp_path: Path, monkeypatch, dies_in: str
+):
     _, models = trained
     old = fer.load_model(models)
     fer.save_model(old, tmp_path)
@@ -115,18 +118,24 @@ def test_interrupted_save_leaves_the_old_model_intact(trained, tmp_path: Path, m
 
     new = er.build_model(faces, er.parse_args(SMALL))
 
-    def save_half_then_die(self, path, **kwargs):
+    def write_half_then_die(path):
         Path(path).write_bytes(b"half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(type(new), "save", save_half_then_die)
+    if dies_in == "keras save":
+        monkeypatch.setattr(type(new), "save", lambda self, path, **kw: write_half_then_die(path))
+    else:
+        monkeypatch.setattr(fer, "_export_litert", lambda model, path: write_half_then_die(path))
     with pytest.raises(KeyboardInterrupt):
         fer.save_model(new, tmp_path)
     monkeypatch.undo()
     for path in (tmp_path, tmp_path / "fer.keras"):
         again = fer.load_model(path)
         np.testing.assert_array_equal(np.asarray(again(faces, training=False)), expected)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fer.h5", "fer.json", "fer.keras"]
+    litert = fer.load_model(tmp_path / fer.MODEL_TFLITE).predict_on_batch(faces)
+    np.testing.assert_allclose(litert, expected, atol=1e-4)
+    names = ["fer.h5", "fer.json", "fer.keras", "fer.tflite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):

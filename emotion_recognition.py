@@ -458,9 +458,10 @@ def evaluate(model, data) -> dict:
     inference blur, which would blur them a second time."""
     from sklearn.metrics import classification_report, confusion_matrix
 
-    predicted = {split: predict(model, faces) for split, (faces, _) in data.items()}
     with inference_blur(model, 0.0):
-        predicted["train"] = predict(model, data["train"][0])
+        predicted = {"train": predict(model, data["train"][0])}
+    for split in ("val", "test"):
+        predicted[split] = predict(model, data[split][0])
     accuracy = {split: float(np.mean(predicted[split] == data[split][1])) for split in data}
     labels, predicted = data["test"][1], predicted["test"]
     everyone = list(range(len(fer.EMOTIONS)))

@@ -43,11 +43,10 @@ def run(name: str, train: tuple, data: dict, blur: float, cfg: argparse.Namespac
     from sklearn.metrics import f1_score
 
     keras.utils.set_random_seed(cfg.seed)
-    runs = {"train": train, "val": data["val"], "test": data["test"]}
     model = er.build_model(train[0], cfg, blur)
     started = time.time()
     with tempfile.TemporaryDirectory() as scratch:
-        epochs = er.train(model, runs, cfg, Path(scratch))
+        epochs = er.train(model, {"train": train, "val": data["val"]}, cfg, Path(scratch))
     faces, labels = data["test"]
     predicted = er.predict(model, faces)
     val_accuracy = np.mean(er.predict(model, data["val"][0]) == data["val"][1])

@@ -226,11 +226,8 @@ def save_model(model, model_dir: str | Path) -> None:
     trained, model = model, keras.Model.from_config(model.get_config())
     model.set_weights(trained.get_weights())
     names = [MODEL_JSON, MODEL_WEIGHTS, "fer.keras"]
-    litert = keras.backend.backend() == "tensorflow"
-    if litert:
+    if _can_export_litert(model_dir / MODEL_TFLITE):
         names.append(MODEL_TFLITE)
-    else:
-        print(f"not writing {MODEL_TFLITE}: LiteRT export needs the TensorFlow backend")
     with contextlib.ExitStack() as stack:
         json_tmp, h5_tmp, keras_tmp, *tflite_tmp = (
             stack.enter_context(atomic_path(model_dir / name)) for name in names
@@ -252,12 +249,19 @@ def save_model(model, model_dir: str | Path) -> None:
 
 def export_tflite(model, path: str | Path) -> bool:
     """Write the model as a LiteRT (TensorFlow Lite) flatbuffer, atomically."""
-    if keras.backend.backend() != "tensorflow":
-        print(f"not writing {path}: LiteRT export needs the TensorFlow backend")
+    if not _can_export_litert(path):
         return False
     with atomic_path(path) as tmp:
         _export_litert(model, tmp)
     return True
+
+
+def _can_export_litert(path: Path) -> bool:
+    """LiteRT export needs the TensorFlow backend; says so where it is another."""
+    if keras.backend.backend() == "tensorflow":
+        return True
+    print(f"not writing {path}: LiteRT export needs the TensorFlow backend")
+    return False
 
 
 def _export_litert(model, path: Path) -> None:

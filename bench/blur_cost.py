@@ -31,6 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from accuracy import print_table  # noqa: E402  (bench/accuracy.py, beside this file)
+
 import emotion_recognition as er  # noqa: E402
 import fer_common as fer  # noqa: E402
 
@@ -92,9 +94,7 @@ def main() -> None:
               "epochs", "seconds"]  # fmt: skip
     print(f"\n{len(fit_labels)} training faces each, {args.epochs} epochs at most, "
           f"selected on {len(val_labels)} held-out PublicTest faces")  # fmt: skip
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":

@@ -134,56 +134,6 @@ def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float = FACE_MARGIN)
 
 
 # --------------------------------------------------------------------------
-# Blur matching
-# --------------------------------------------------------------------------
-
-
-def sharpness(faces: np.ndarray) -> float:
-    """Mean absolute Laplacian of grayscale faces (N, H, W[, 1]): lower is blurrier."""
-    return float(np.mean([np.abs(cv2.Laplacian(np.float32(f), cv2.CV_32F)).mean() for f in faces]))
-
-
-def gaussian_blur(faces: np.ndarray, sigma: float) -> np.ndarray:
-    """Blur faces (N, H, W[, 1]) as InferenceBlur does (mirrored borders)."""
-    if sigma <= 0:
-        return faces
-    blurred = [cv2.GaussianBlur(np.float32(f), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-               for f in faces]  # fmt: skip
-    return np.stack(blurred).reshape(faces.shape)
-
-
-@keras.saving.register_keras_serializable(package="fer")
-class InferenceBlur(keras.layers.Layer):
-    """A Gaussian blur of `sigma` pixels, applied at inference only.
-
-    Some copies of FER-2013 (the one this project is tested with among them) have
-    a Training split far blurrier than the test splits or a webcam. A network
-    trained on those faces fails on sharp ones (in our first run, validation
-    accuracy fell to 19 % while training accuracy rose to 35 %); blurring sharp
-    faces to the training faces' sharpness fixes that.
-    Training faces pass unchanged: they are blurred already.
-    """
-
-    def __init__(self, sigma: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.sigma = float(sigma)
-
-    def call(self, inputs, training=False):
-        if training or self.sigma <= 0:
-            return inputs
-        radius = int(np.ceil(3 * self.sigma))
-        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
-        taps = (taps / taps.sum()).astype("float32")
-        pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
-        x = keras.ops.pad(inputs, pad, mode="symmetric")
-        x = keras.ops.conv(x, taps.reshape(-1, 1, 1, 1))  # vertical, then horizontal
-        return keras.ops.conv(x, taps.reshape(1, -1, 1, 1))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "sigma": self.sigma}
-
-
-# --------------------------------------------------------------------------
 # Model files
 # --------------------------------------------------------------------------
 
@@ -210,21 +160,31 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.remove(tmp)
 
 
+def inference_copy(model):
+    """The model as it is saved: float32 (also when trained in bfloat16), uncompiled
+    (no optimizer state, which would triple the file), with the same weights."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # the Sequential's own dtype
+    try:
+        copy = keras.Sequential.from_config(config)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model(model, model_dir: str | Path) -> None:
     """Write fer.json (architecture), fer.h5 (weights), fer.keras and, with the
-    TensorFlow backend, fer.tflite (LiteRT).
+    TensorFlow backend, fer.tflite (LiteRT), of the model's `inference_copy`.
 
     All are written to temporary files first and renamed over the old ones only
     when every write succeeded: a crash or Ctrl-C leaves the old set intact.
     """
     model_dir = Path(model_dir)
-    # An uncompiled twin for the Keras files: the .keras format would otherwise store
-    # the optimizer's state too (three times the weights), which inference never
-    # needs. The twin is only fit for saving: set_weights does not refresh the
-    # Normalization layer's mean and variance (loading does), so the LiteRT export,
-    # which traces the model as it is in memory, uses the trained model.
-    trained, model = model, keras.Model.from_config(model.get_config())
-    model.set_weights(trained.get_weights())
+    model = inference_copy(model)
     names = [MODEL_JSON, MODEL_WEIGHTS, "fer.keras"]
     if _can_export_litert(model_dir / MODEL_TFLITE):
         names.append(MODEL_TFLITE)
@@ -244,7 +204,7 @@ def save_model(model, model_dir: str | Path) -> None:
             absl_logger.setLevel(level)
         model.save(keras_tmp)
         for tmp in tflite_tmp:
-            _export_litert(trained, tmp)
+            _export_litert(model, tmp)
 
 
 def export_tflite(model, path: str | Path) -> bool:

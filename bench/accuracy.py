@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import emotion_recognition as er  # noqa: E402
 import fer_common as fer  # noqa: E402
+import fer_data  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "models"), help="our fer.json + fer.h5")
     args = parser.parse_args()
 
-    data = er.load_data(er.find_data(args.data), er.parse_args([]))
+    data = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))
     contenders = [ours(Path(args.model)), fer_package()]
     rows = {c.name: {} for c in contenders}
     for contender in contenders:

@@ -99,3 +99,33 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
     assert len(errors) == 1, result.stderr
     for word in words:
         assert word.lower() in errors[0].lower(), errors[0]
+
+
+PLAIN_KERAS_LOAD = """
+import sys, keras, numpy as np
+faces = np.load(sys.argv[2])
+pair = keras.models.model_from_json(open(sys.argv[1] + "/fer.json").read())
+pair.load_weights(sys.argv[1] + "/fer.h5")
+one_file = keras.models.load_model(sys.argv[1] + "/fer.keras")
+np.save(sys.argv[3], np.stack([pair.predict(faces, verbose=0), one_file.predict(faces, verbose=0)]))
+"""
+
+
+def assert_plain_keras_loads(models: Path, tmp_path: Path) -> None:
+    """A user's own script, in a fresh process and another folder, importing nothing
+    from this project, loads both model formats and gets the demo's probabilities."""
+    faces = synthetic_faces(per_class=2, seed=11)[0][..., None].astype("float32")
+    np.save(tmp_path / "faces.npy", faces)
+    (tmp_path / "load.py").write_text(PLAIN_KERAS_LOAD)
+    result = subprocess.run(
+        [sys.executable, "load.py", str(models.resolve()), "faces.npy", "out.npy"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    import video_tester
+
+    demo = video_tester.load_fastest_model(str(models), litert=False).predict_on_batch(faces)
+    pair, one_file = np.load(tmp_path / "out.npy")
+    np.testing.assert_allclose(pair, demo, atol=1e-5)
+    np.testing.assert_allclose(one_file, demo, atol=1e-5)

@@ -11,19 +11,20 @@ import pytest
 from conftest import assert_one_line_error, run_script, synthetic_faces, write_fer_csv
 
 import emotion_recognition as er
+import fer_data
 from fer_common import EMOTIONS, UserError
 
 CFG = er.parse_args([])
 
 
 def load(path: Path) -> dict:
-    return er.load_data(er.find_data(path), CFG)
+    return fer_data.load_data(fer_data.find_data(path), CFG)
 
 
 def test_csv_splits_follow_usage(fer_csv: Path):
     table = pd.read_csv(fer_csv)
     data = load(fer_csv)
-    for usage, split in er.CSV_SPLITS.items():
+    for usage, split in fer_data.CSV_SPLITS.items():
         faces, labels = data[split]
         expected = table[table.Usage == usage]
         assert faces.shape == (len(expected), 48, 48, 1) and faces.dtype == np.uint8
@@ -165,3 +166,42 @@ def test_unknown_emotion_folder(tmp_path: Path):
     (tmp_path / "train" / "bored").mkdir()
     with pytest.raises(UserError, match="unknown emotion folder"):
         load(tmp_path)
+
+
+# --------------------------------------------------------------------------
+# Processed copies of FER-2013: a warning at load time
+# --------------------------------------------------------------------------
+
+
+def transform_training_faces(path: Path, transform) -> None:
+    table = pd.read_csv(path)
+    for row in np.flatnonzero(table.Usage == "Training"):
+        face = np.array(table.pixels[row].split(), np.float32).reshape(48, 48)
+        face = np.clip(np.round(transform(face)), 0, 255).astype(np.uint8)
+        table.loc[row, "pixels"] = " ".join(map(str, face.ravel()))
+    table.to_csv(path, index=False)
+
+
+def warnings_of(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().out.splitlines() if "processed copy" in line]
+
+
+def test_untouched_data_gives_no_warning(fer_csv: Path, capsys):
+    load(fer_csv)
+    assert warnings_of(capsys) == []
+
+
+@pytest.mark.parametrize(
+    ("transform", "words"),
+    [
+        # what public copies of FER-2013 do to train/: a Gaussian blur of sigma ~3.5 px
+        (lambda face: cv2.GaussianBlur(face, (0, 0), 3.5), "much blurrier"),
+        (lambda face: face * 0.4 + 140, "brighter"),
+    ],
+)
+def test_processed_training_faces_are_warned_about(fer_csv: Path, capsys, transform, words):
+    transform_training_faces(fer_csv, transform)
+    load(fer_csv)
+    warnings = warnings_of(capsys)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ")
+    assert words in warnings[0] and "data/README.md" in warnings[0]

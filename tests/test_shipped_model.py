@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FER2013, ROOT, SAMPLE_FACE, SAMPLE_PHOTO
+from conftest import FER2013, ROOT, SAMPLE_FACE, SAMPLE_PHOTO, assert_plain_keras_loads
 
 import emotion_recognition as er
 import fer_common as fer
+import fer_data
 
 MODELS = ROOT / "models"
 METRICS = json.loads((MODELS / "metrics.json").read_text())
@@ -52,13 +53,27 @@ def test_corrupt_litert_model_is_a_user_error(tmp_path):
         fer.load_model(bad)
 
 
+def test_shipped_model_loads_in_plain_keras(tmp_path):
+    assert_plain_keras_loads(MODELS, tmp_path)
+
+
 @pytest.fixture(scope="module")
-def private_test():
+def fer2013():
     if not FER2013.is_file():
         pytest.skip(f"FER-2013 not found at {FER2013} (set FER2013_PATH to run this check)")
-    data = er.load_data(FER2013, er.parse_args([]))
+    data = fer_data.load_data(FER2013, er.parse_args([]))
     assert len(data["test"][1]) == 3589  # PrivateTest
-    return data["test"]
+    return data
+
+
+@pytest.fixture(scope="module")
+def private_test(fer2013):
+    return fer2013["test"]
+
+
+def test_the_shared_fer2013_is_not_taken_for_a_processed_copy(fer2013, capsys):
+    fer_data.check_splits_alike(fer2013)
+    assert "processed copy" not in capsys.readouterr().out
 
 
 def accuracy(model, faces, labels) -> float:

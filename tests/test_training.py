@@ -13,10 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, run_script, synthetic_faces, write_fer_csv
+from conftest import (
+    ROOT,
+    assert_one_line_error,
+    assert_plain_keras_loads,
+    run_script,
+    synthetic_faces,
+    write_fer_csv,
+)
 
 import emotion_recognition as er
 import fer_common as fer
+import fer_data
 
 # A small network that learns the synthetic stripes in seconds on a CPU.
 SMALL = ["--base-filters", "8", "--conv-blocks", "3", "--dense-units", "32", "--batch-size", "32"]
@@ -29,7 +37,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     data = write_fer_csv(root / "fer2013.csv", per_class=60)
     result = run_script(
         "emotion_recognition.py", "--data", str(data), "--out-dir", str(root / "models"),
-        "--epochs", "12", "--learning-rate", "0.003", *SMALL,
+        "--epochs", "12", "--learning-rate", "0.003", "--precision", "mixed_bfloat16", *SMALL,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return data, root / "models"
@@ -44,8 +52,15 @@ def test_training_learns_a_learnable_task_well_above_chance(trained):
     assert metrics["config"]["epochs"] == 12 and 1 <= metrics["epochs_run"] <= 12
     assert set(metrics["per_class"]) == set(fer.EMOTIONS)
     assert np.array(metrics["confusion_matrix"]).sum() == 84  # the PrivateTest rows
-    for name in ("fer.json", "fer.h5", "fer.keras", "confusion_matrix.png", "training_curves.png"):
+    assert metrics["precision"] == "mixed_bfloat16"
+    ece, ece_uncalibrated = (
+        metrics[k] for k in ("test_calibration_error", "test_calibration_error_uncalibrated")
+    )
+    assert ece <= ece_uncalibrated + 0.02
+    plots = ["confusion_matrix.png", "reliability_diagram.png", "training_curves.png"]
+    for name in ["fer.json", "fer.h5", "fer.keras", *plots]:
         assert (models / name).stat().st_size > 0, name
+    assert "bfloat16" not in (models / "fer.json").read_text()  # saved in float32
     assert not list(models.glob(".*")), "temporary files left behind"
 
 
@@ -58,33 +73,13 @@ def test_evaluate_reproduces_the_saved_test_accuracy(trained):
     assert f"test {metrics['test_accuracy']:.2%}" in result.stdout
 
 
-def test_training_faces_are_scored_without_the_inference_blur(trained):
-    """Training faces are blurred already: blurring them again understated train accuracy."""
-    data_path, models = trained
-    model = fer.load_model(models)
-    data = er.load_data(data_path, er.parse_args([]))
-    faces, labels = data["train"]
-    er.set_inference_blur(model, 6.0)
-    blurred = np.mean(er.predict(model, faces) == labels)
-    with er.inference_blur(model, 0.0):
-        as_trained = np.mean(er.predict(model, faces) == labels)
-    assert as_trained > blurred + 0.2  # the blur hides the stripes
-
-    metrics = er.evaluate(model, data)
-    assert metrics["train_accuracy"] == pytest.approx(as_trained)
-    assert metrics["val_accuracy"] == pytest.approx(
-        np.mean(er.predict(model, data["val"][0]) == data["val"][1])
-    )
-    assert model.get_layer("inference_blur").sigma == 6.0  # put back
-
-
 def test_model_takes_raw_pixels_and_normalises_inside(trained):
     data, models = trained
     model = fer.load_model(models)
-    train_faces = er.load_data(data, er.parse_args([]))["train"][0]
-    normalize = model.get_layer("normalize")
-    assert float(np.squeeze(normalize.mean)) == pytest.approx(train_faces.mean(), rel=1e-4)
-    assert float(np.squeeze(normalize.variance)) == pytest.approx(train_faces.var(), rel=1e-3)
+    train_faces = fer_data.load_data(data, er.parse_args([]))["train"][0]
+    normalize = model.get_layer("normalize")  # (x - mean) / std of the training faces
+    assert normalize.scale == pytest.approx(1 / train_faces.std(), rel=1e-4)
+    assert normalize.offset == pytest.approx(-train_faces.mean() / train_faces.std(), rel=1e-4)
     faces = synthetic_faces(per_class=2, seed=5)[0][..., None].astype("float32")
     raw = np.asarray(model(faces, training=False))
     np.testing.assert_allclose(raw.sum(axis=1), 1, atol=1e-5)
@@ -160,30 +155,23 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):
     fer.load_model(tmp_path / "models")
 
 
-def test_blur_is_estimated_from_the_data_and_applied_at_inference_only():
-    faces, labels = synthetic_faces(per_class=10)
-    faces = faces[..., None].astype("float32")
-    cfg = er.parse_args([])
-    blurred = {"train": (fer.gaussian_blur(faces, 2.0), labels), "val": (faces, labels)}
-    assert er.estimate_blur(blurred, cfg) == pytest.approx(2.0, abs=0.5)
-    sharp = {"train": (faces, labels), "val": (faces, labels)}
-    assert er.estimate_blur(sharp, cfg) == 0
+def test_saved_model_loads_in_plain_keras(trained, tmp_path: Path):
+    assert_plain_keras_loads(trained[1], tmp_path)
 
-    layer = fer.InferenceBlur(2.0)
-    np.testing.assert_array_equal(np.asarray(layer(faces, training=True)), faces)
-    inferred = np.asarray(layer(faces, training=False))
-    np.testing.assert_allclose(inferred, fer.gaussian_blur(faces, 2.0), atol=1.0)
-    assert fer.sharpness(inferred) < fer.sharpness(faces) / 3
+
+def output_model(bias: np.ndarray):
+    """A model that is its own output layer: logits = inputs + bias."""
+    import keras
+
+    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(7, "softmax", name="emotion")])
+    model.get_layer("emotion").set_weights([np.eye(7, dtype="float32"), bias.astype("float32")])
+    return model
 
 
 def test_prior_correction_undoes_a_bias_toward_frequent_classes():
-    import keras
-
     counts = np.array([3000, 50, 500, 500, 500, 500, 500])
-    log_share = np.log(counts / counts.sum()).astype("float32")
-    # A model whose output bias learned the class shares: the rare class loses.
-    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(7, "softmax", name="emotion")])
-    model.get_layer("emotion").set_weights([np.eye(7, dtype="float32"), log_share])
+    log_share = np.log(counts / counts.sum())
+    model = output_model(log_share)  # its bias learned the class shares: the rare class loses
     labels = np.repeat(np.arange(7), 30)
     inputs = (2 * np.eye(7)[labels] + np.random.default_rng(0).normal(0, 0.7, (210, 7))).astype(
         "float32"
@@ -191,15 +179,49 @@ def test_prior_correction_undoes_a_bias_toward_frequent_classes():
     data = {"train": (None, np.repeat(np.arange(7), counts)), "val": (inputs, labels)}
     before = model.predict(inputs, verbose=0)
 
-    off = er.correct_prior(model, data, er.parse_args(["--prior-correction", "0"]))
+    off = er.calibrate(model, data, er.parse_args(["--prior-correction", "0", "--no-calibrate"]))
     np.testing.assert_allclose(model.predict(inputs, verbose=0), before, atol=1e-6)
-    tau = er.correct_prior(model, data, er.parse_args([]))
+    chosen = er.calibrate(model, data, er.parse_args(["--no-calibrate"]))
     after = model.predict(inputs, verbose=0).argmax(axis=1)
 
-    assert off == 0 and tau >= 0.75
+    tau = chosen["prior_correction"]
+    assert off["prior_correction"] == 0 and tau >= 0.75
+    macro_f1 = chosen["val_macro_f1_by_prior_correction"]
+    assert macro_f1[tau] > macro_f1[0.0]
     np.testing.assert_array_equal(after, (np.log(before) - tau * log_share).argmax(axis=1))
     rare = labels == 1
     assert np.mean(after[rare] == 1) > np.mean(before.argmax(axis=1)[rare] == 1) + 0.3
+
+
+def test_temperature_scaling_fixes_an_overconfident_model_and_keeps_its_labels():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 7, 2000)
+    # Logits that rank the true class first only about 60 % of the time, scaled up 6x:
+    # the model says ~99 % where it is right ~60 % of the time.
+    logits = 6 * (1.2 * np.eye(7)[labels] + rng.normal(0, 1, (2000, 7)))
+    inputs = logits.astype("float32")
+    model = output_model(np.zeros(7))
+    before = model.predict(inputs, verbose=0)
+    data = {"train": (None, np.arange(7)), "val": (inputs[:1000], labels[:1000])}
+
+    result = er.calibrate(model, data, er.parse_args(["--prior-correction", "0"]))
+    after = model.predict(inputs, verbose=0)
+
+    assert result["temperature"] > 3
+    np.testing.assert_array_equal(after.argmax(axis=1), before.argmax(axis=1))
+    held_out = slice(1000, None)  # faces the temperature was not fitted on
+    ece_before = er.calibration_error(before[held_out], labels[held_out])
+    ece_after = er.calibration_error(after[held_out], labels[held_out])
+    assert ece_before > 0.2 and ece_after < 0.05
+
+
+def test_calibration_error_of_known_cases():
+    labels = np.array([0, 0, 0, 0])
+    sure_and_right = np.tile(np.eye(7)[0], (4, 1))
+    assert er.calibration_error(sure_and_right, labels) == pytest.approx(0)
+    # 70 % confident on every face, right on half of them: a gap of 0.2
+    probabilities = np.tile([0.7, 0.3, 0, 0, 0, 0, 0], (4, 1))
+    assert er.calibration_error(probabilities, np.array([0, 0, 1, 1])) == pytest.approx(0.2)
 
 
 # --------------------------------------------------------------------------

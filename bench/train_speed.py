@@ -1,0 +1,118 @@
+"""Training speed of the recipe's options on this machine: faces per second and
+the epoch time they imply, each option in a fresh process.
+
+    python bench/train_speed.py [--data PATH] [--steps 120]
+    python bench/train_speed.py --only "batch 128" "jax"   # some rows only
+
+Each row trains the project's own model (`build_model` + `compile_model` of
+emotion_recognition.py, the shipped recipe's defaults unless the row says
+otherwise) on the FER-2013 training faces for --steps batches and reports the
+median step after a warm-up, so compilation and start-up do not count. Not a
+test: run it by hand, with nothing else running. The JAX rows need `pip install
+jax` (they are skipped, with the reason, without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
+
+# row name -> (environment, emotion_recognition.py flags)
+ROWS = {
+    "defaults (tensorflow, auto precision)": ({}, []),
+    "float32": ({}, ["--precision", "float32"]),
+    "mixed_bfloat16": ({}, ["--precision", "mixed_bfloat16"]),
+    "jax backend, float32": ({"KERAS_BACKEND": "jax"}, ["--precision", "float32"]),
+    "jax backend, mixed_bfloat16": ({"KERAS_BACKEND": "jax"}, ["--precision", "mixed_bfloat16"]),
+    "1 thread per op": ({"TF_NUM_INTRAOP_THREADS": "1"}, []),
+    "ops 1 at a time": ({"TF_NUM_INTEROP_THREADS": "1"}, []),
+    "batch 32": ({}, ["--batch-size", "32"]),
+    "batch 128": ({}, ["--batch-size", "128"]),
+    "batch 256": ({}, ["--batch-size", "256"]),
+    "base filters 16": ({}, ["--base-filters", "16"]),
+    "base filters 24": ({}, ["--base-filters", "24"]),
+    "base filters 48": ({}, ["--base-filters", "48"]),
+    "base filters 64": ({}, ["--base-filters", "64"]),
+    "3 conv blocks": ({}, ["--conv-blocks", "3"]),
+}
+
+
+def measure(flags: list[str], data_path: str, steps: int) -> dict:
+    """Train `steps` batches in this process; the median step time and what it implies."""
+    import numpy as np
+
+    import emotion_recognition as er
+    import fer_data
+
+    cfg = er.parse_args(flags)
+    keras = er.fer.keras
+    keras.mixed_precision.set_global_policy(er.choose_precision(cfg.precision))
+    data = fer_data.load_data(fer_data.find_data(data_path), cfg)
+    faces, labels = data["train"]
+    model = er.build_model(faces, cfg)
+    er.compile_model(model, cfg, len(faces))
+
+    times = []
+    timer = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: times.append(time.perf_counter())
+    )
+    model.fit(faces, er.one_hot(labels), batch_size=cfg.batch_size, epochs=1,
+              steps_per_epoch=steps, callbacks=[timer], verbose=0)  # fmt: skip
+    step = float(np.median(np.diff(times[steps // 4 :])))  # after the warm-up
+    return {
+        "precision": keras.mixed_precision.global_policy().name,
+        "backend": keras.backend.backend(),
+        "faces_per_second": cfg.batch_size / step,
+        "epoch_seconds": len(faces) / cfg.batch_size * step,
+        "parameters": model.count_params(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
+    parser.add_argument("--steps", type=int, default=120, help="batches timed per row")
+    parser.add_argument("--only", nargs="*", help="rows whose name contains one of these")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row
+    args = parser.parse_args()
+    if args.row:
+        print(json.dumps(measure(ROWS[args.row][1], args.data, args.steps)))
+        return
+
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"{args.steps} batches per row, median step after a warm-up\n")  # fmt: skip
+    header = ("option", "backend", "precision", "faces/s", "epoch (s)", "parameters")
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for name, (env, _) in ROWS.items():
+        if args.only and not any(word in name for word in args.only):
+            continue
+        if env.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
+            print(f"| {name} | skipped: JAX is not installed (pip install jax) |")
+            continue
+        result = subprocess.run(
+            [sys.executable, __file__, "--row", name, "--data", args.data,
+             "--steps", str(args.steps)],
+            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+        )  # fmt: skip
+        if result.returncode != 0:
+            print(f"| {name} | failed: {result.stderr.strip().splitlines()[-1][:150]} |")
+            continue
+        row = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"| {name} | {row['backend']} | {row['precision']} | "
+              f"{row['faces_per_second']:.0f} | {row['epoch_seconds']:.0f} | "
+              f"{row['parameters']:,} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""FER-2013 as arrays: the Kaggle CSV (emotion, pixels, Usage) or an image-folder
+copy, split into train/val/test, with bad rows, bad images and processed copies
+reported in one line each."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+import fer_common as fer
+from fer_common import UserError
+
+CSV_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+
+
+def find_data(path: str | Path) -> Path:
+    """The data file or folder, or a compressed copy of it (fer2013.csv.gz / .xz)."""
+    path = Path(path)
+    if not path.exists():
+        path = next((p for p in path.parent.glob(path.name + ".*") if p.is_file()), path)
+    if not path.exists():
+        raise UserError(
+            f"FER-2013 not found at {path}: download fer2013.csv from {fer.FER2013_URL} "
+            "and put it in data/ (or pass --data PATH); see data/README.md"
+        )
+    return path
+
+
+def load_data(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """FER-2013 as {"train"|"val"|"test": (uint8 faces (N, 48, 48, 1), labels (N,))}."""
+    splits = load_image_folders(path, cfg) if path.is_dir() else load_csv(path, cfg)
+    for name, (_, labels) in splits.items():
+        if len(labels) == 0:
+            raise UserError(f"the {name} split of {path} is empty")
+    check_splits_alike(splits)
+    return splits
+
+
+def check_splits_alike(data: dict[str, tuple[np.ndarray, np.ndarray]], sample: int = 500) -> None:
+    """Warn, in one line, when the training faces were processed unlike the test faces.
+
+    Public copies of FER-2013 circulate whose train/ images are Gaussian-blurred
+    (sigma ~3.5 px): a model trained on them learns blurred faces and does about
+    10 points worse on sharp test faces and webcams. Blur and gross brightness or
+    contrast changes show in a few hundred faces, so this costs well under a second.
+    """
+    stats = {}
+    for split, (faces, _) in data.items():
+        pick = faces[np.linspace(0, len(faces) - 1, min(sample, len(faces))).astype(int), ..., 0]
+        stats[split] = {
+            "sharpness": float(np.median([cv2.Laplacian(face, cv2.CV_64F).var() for face in pick])),
+            "brightness": float(pick.mean()),
+            "contrast": float(np.median(pick.std(axis=(1, 2)))),
+        }
+    train, others = stats["train"], [stats["val"], stats["test"]]
+    reference = {key: float(np.mean([s[key] for s in others])) for key in train}
+    problems = []
+    if train["sharpness"] < reference["sharpness"] / 4:
+        problems.append("much blurrier")
+    elif train["sharpness"] > reference["sharpness"] * 4:
+        problems.append("much sharper")
+    if abs(train["brightness"] - reference["brightness"]) > 25:
+        problems.append("brighter" if train["brightness"] > reference["brightness"] else "darker")
+    if not 2 / 3 < train["contrast"] / max(reference["contrast"], 1e-6) < 3 / 2:
+        problems.append("of other contrast")
+    if problems:
+        print(
+            f"warning: the training faces are {' and '.join(problems)} than the validation "
+            f"and test faces (sharpness {train['sharpness']:.0f} vs {reference['sharpness']:.0f}, "
+            f"brightness {train['brightness']:.0f} vs {reference['brightness']:.0f}, contrast "
+            f"{train['contrast']:.0f} vs {reference['contrast']:.0f}): this looks like a processed "
+            "copy of FER-2013 (some public copies blur train/), and a model trained on it does "
+            "worse on real faces; get an untouched copy (see data/README.md)"
+        )
+
+
+def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as error:
+        raise UserError(f"cannot read {path} as a CSV file: {error}") from None
+    missing = {"emotion", "pixels"} - set(table.columns)
+    if missing:
+        raise UserError(
+            f"{path} has no {' or '.join(sorted(missing))} column; "
+            "expected FER-2013's columns emotion,pixels[,Usage]"
+        )
+    faces = np.zeros((len(table), fer.IMAGE_SIZE * fer.IMAGE_SIZE), np.uint8)
+    good = np.zeros(len(table), bool)
+    for row, text in enumerate(table["pixels"]):
+        values = np.array(text.split(), dtype=object)
+        if values.size != fer.IMAGE_SIZE * fer.IMAGE_SIZE:
+            continue
+        try:
+            numbers = values.astype(np.int64)
+        except ValueError:
+            continue
+        if numbers.min() >= 0 and numbers.max() <= 255:
+            faces[row], good[row] = numbers, True
+    labels = pd.to_numeric(table["emotion"], errors="coerce")
+    good &= labels.isin(range(len(fer.EMOTIONS))).to_numpy()
+    usage = table["Usage"].map(CSV_SPLITS) if "Usage" in table else None
+    if usage is not None:
+        good &= usage.notna().to_numpy()
+    # Row numbers as a spreadsheet shows them: the header is line 1.
+    drop_bad(np.flatnonzero(~good) + 2, len(table), f"rows of {path}", cfg.max_bad_fraction)
+
+    faces = faces[good].reshape(-1, fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1)
+    labels = labels[good].to_numpy(np.int64)
+    if usage is not None:
+        usage = usage[good].to_numpy()
+        return {
+            split: (faces[usage == split], labels[usage == split])
+            for split in ("train", "val", "test")
+        }
+    held_out = cfg.val_fraction + cfg.test_fraction
+    x_train, x_rest, y_train, y_rest = split_off(faces, labels, held_out, cfg.seed)
+    x_val, x_test, y_val, y_test = split_off(x_rest, y_rest, cfg.test_fraction / held_out, cfg.seed)
+    return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+
+
+def split_off(faces: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> list:
+    """Seeded split stratified by emotion: [kept faces, held out, kept labels, held out]."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(
+            faces, labels, test_size=fraction, stratify=labels, random_state=seed
+        )
+    except ValueError as error:
+        raise UserError(f"cannot split {len(labels)} faces by emotion: {error}") from None
+
+
+def load_image_folders(root: Path, cfg: argparse.Namespace):
+    """train/<emotion>/*.jpg with test/ (and/or validation/) beside it.
+
+    With only test/, the image-folder copy of FER-2013 names its files
+    PublicTest_* and PrivateTest_*: those select and test, as the CSV's Usage does;
+    other test folders are the test split and validation is a share of train/.
+    """
+    from sklearn.preprocessing import LabelEncoder
+
+    table = list_images(root)
+    encoder = LabelEncoder()
+    encoder.classes_ = np.array(fer.EMOTIONS, dtype=object)  # the fixed FER-2013 order
+    table["label"] = encoder.transform(table["emotion"])
+
+    faces = np.zeros((len(table), fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1), np.uint8)
+    good = np.zeros(len(table), bool)
+    for row, image_path in enumerate(table["path"]):
+        image = cv2.imread(image_path, cv2.IMREAD_UNCHANGED)
+        if image is not None:
+            faces[row, :, :, 0], good[row] = fer.to_model_face(fer.to_gray(image)), True
+    drop_bad(
+        table["path"][~good].tolist(), len(table), f"images under {root}", cfg.max_bad_fraction
+    )
+
+    table, faces = table[good].reset_index(drop=True), faces[good]
+    labels = table["label"].to_numpy(np.int64)
+    split = table["split"].to_numpy()
+    if "val" not in split:  # FER-2013's own folders name test faces PublicTest_*/PrivateTest_*
+        public = table["path"].map(lambda p: Path(p).name.startswith("PublicTest")).to_numpy()
+        split = np.where(public & (split == "test"), "val", split)
+    splits = {
+        name: (faces[split == name], labels[split == name]) for name in ("train", "val", "test")
+    }
+    if len(splits["val"][1]) == 0:  # no validation faces at all: a share of train/
+        x_train, x_val, y_train, y_val = split_off(*splits["train"], cfg.val_fraction, cfg.seed)
+        splits["train"], splits["val"] = (x_train, y_train), (x_val, y_val)
+    return splits
+
+
+def list_images(root: Path) -> pd.DataFrame:
+    """One row per image: path, emotion (folder name), split (train/val/test)."""
+    folders = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+    names = {emotion.lower(): emotion for emotion in fer.EMOTIONS}
+    rows = []
+    for folder, split in folders.items():
+        for class_dir in sorted((root / folder).glob("*")):
+            if not class_dir.is_dir():
+                continue
+            emotion = names.get(class_dir.name.lower())
+            if emotion is None:
+                raise UserError(
+                    f"unknown emotion folder {class_dir}; expected one of {', '.join(fer.EMOTIONS)}"
+                )
+            rows += [
+                (str(p), emotion, split)
+                for p in sorted(class_dir.iterdir())
+                if p.suffix.lower() in fer.IMAGE_SUFFIXES
+            ]
+    if not (root / "train").is_dir() or not rows:
+        raise UserError(
+            f"{root} has no train/<emotion>/ image folders; expected train/ and test/ "
+            "(or validation/) with one folder per emotion"
+        )
+    return pd.DataFrame(rows, columns=["path", "emotion", "split"])
+
+
+def drop_bad(bad: list | np.ndarray, total: int, what: str, max_fraction: float) -> None:
+    """Refuse data with many broken entries; warn about a few, which are skipped."""
+    if len(bad) == 0:
+        return
+    first = ", ".join(str(b) for b in list(bad)[:5])
+    message = f"{len(bad)} of {total} {what} are unreadable or invalid (first: {first})"
+    if len(bad) > max_fraction * total:
+        raise UserError(message)
+    print(f"warning: {message}; skipping {'it' if len(bad) == 1 else 'them'}")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the data file, or of every file under a data folder."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

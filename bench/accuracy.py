@@ -4,8 +4,9 @@
     python bench/accuracy.py [--data PATH] [--model models/]
 
 Prints one table: accuracy and macro-F1 on PrivateTest and PublicTest, per-class
-recall on PrivateTest, parameters, file size, batched throughput and one-face
-latency on this machine's CPU. Not a test: run it by hand.
+recall and expected calibration error (15 bins) on PrivateTest, parameters, file
+size, batched throughput and one-face latency on this machine's CPU. Not a test:
+run it by hand.
 """
 
 from __future__ import annotations
@@ -85,12 +86,14 @@ def speed(contender: Contender, faces: np.ndarray) -> tuple[float, float]:
 def scores(contender: Contender, faces: np.ndarray, labels: np.ndarray) -> dict:
     from sklearn.metrics import f1_score, recall_score
 
-    predicted = contender.predict(faces).argmax(axis=1)
+    probabilities = contender.predict(faces)
+    predicted = probabilities.argmax(axis=1)
     everyone = list(range(len(fer.EMOTIONS)))
     return {
         "accuracy": float(np.mean(predicted == labels)),
         "macro_f1": f1_score(labels, predicted, labels=everyone, average="macro"),
         "recall": recall_score(labels, predicted, labels=everyone, average=None, zero_division=0),
+        "calibration_error": er.calibration_error(probabilities, labels),
     }
 
 
@@ -110,6 +113,7 @@ def main() -> None:
             row[f"{title} accuracy"] = f"{result['accuracy']:.2%}"
             row[f"{title} macro-F1"] = f"{result['macro_f1']:.3f}"
             if split == "test":
+                row["PrivateTest calibration error (ECE)"] = f"{result['calibration_error']:.1%}"
                 for emotion, recall in zip(fer.EMOTIONS, result["recall"]):
                     row[f"  recall {emotion}"] = f"{recall:.1%}"
         row["parameters"] = f"{contender.model.count_params():,}"

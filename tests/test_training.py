@@ -266,3 +266,13 @@ def test_model_files_cannot_run_code(tmp_path: Path):
     (tmp_path / "fer.h5").write_bytes(b"")
     with pytest.raises(fer.UserError, match="not a valid Keras model"):
         fer.load_model(tmp_path)
+
+
+def test_a_preset_sets_its_settings_and_flags_still_win():
+    fast = er.PRESETS["fast"]
+    assert fast, "the fast preset changes nothing"
+    cfg = er.parse_args(["--preset", "fast"])
+    for name, value in fast.items():
+        assert getattr(cfg, name) == value, name
+    assert er.parse_args(["--preset", "fast", "--epochs", "3"]).epochs == 3
+    assert er.parse_args([]).epochs == er.EPOCHS

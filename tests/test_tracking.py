@@ -76,6 +76,18 @@ def test_frames_between_searches_do_not_count_as_misses():
     assert tracker.update(box, np.array([UNIFORM]))[0].id == 1
 
 
+def test_a_face_followed_but_never_found_again_ends_after_max_missed():
+    tracker = new_tracker(max_missed=2)
+    box, probabilities, followed = np.array([[50, 50, 60, 60]]), np.array([UNIFORM]), [False]
+    assert tracker.update(box, probabilities)[0].id == 1
+    for _ in range(2):  # searches that miss the face, still followed between them
+        assert tracker.update(box, probabilities, found=followed)[0].id == 1
+        assert tracker.update(box, probabilities, searched=False)[0].id == 1
+    assert tracker.update(box, probabilities, found=followed)[0].id == 1  # the third miss
+    assert tracker.shown == []  # shown one last time: not followed any further
+    assert tracker.update(box, probabilities)[0].id == 2
+
+
 def label_changes(probabilities: np.ndarray, smoothing: float) -> int:
     tracker = new_tracker(smoothing=smoothing)
     box = np.array([[10, 10, 50, 50]])

@@ -42,8 +42,6 @@ CUT_THRESHOLD = 30  # mean grey-level change of a 32x24 thumbnail that counts as
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade: always at hand, upright faces only."""
 
-    name = "haar"
-
     def __init__(self, path: str, scale_factor: float, min_neighbors: int, min_face: int):
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
@@ -60,17 +58,15 @@ class YuNetDetector:
     """YuNet through cv2.FaceDetectorYN: tilted, turned and small faces too, with
     five landmarks per face (eyes, nose tip, mouth corners)."""
 
-    name = "yunet"
-
     def __init__(self, path: str | Path, min_score: float):
+        self.size = (320, 320)  # the frame size it expects; set anew for each new size
         try:
-            self.net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), min_score)
+            self.net = cv2.FaceDetectorYN.create(str(path), "", self.size, min_score)
         except cv2.error as error:
             raise UserError(
                 f"cannot load the YuNet face detector {path} ({fer.first_line(error)}): "
                 "delete it to download it again, or pass --detector haar"
             ) from None
-        self.size = (320, 320)
 
     def __call__(self, frame: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         size = (frame.shape[1], frame.shape[0])
@@ -339,8 +335,10 @@ def crop_upright(
 ) -> np.ndarray:
     """Cut each box, widened by `margin`, into a (N, 48, 48, 1) batch; a face that
     leans is turned upright first, as FER-2013's faces are."""
-    faces = fer.crop_faces(gray, boxes, margin)
-    for i in np.flatnonzero(angles):
+    leaning = np.asarray(angles) != 0
+    faces = np.empty((len(boxes), fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1), np.uint8)
+    faces[~leaning] = fer.crop_faces(gray, boxes[~leaning], margin)
+    for i in np.flatnonzero(leaning):
         faces[i, :, :, 0] = upright_face(gray, boxes[i], angles[i], margin)
     return faces
 

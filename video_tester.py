@@ -3,6 +3,7 @@
     python video_tester.py                          # webcam (or the bundled sample)
     python video_tester.py --source clip.mp4 --no-display --output out.mp4 --log faces.csv
     python video_tester.py --source photos/ --output annotated/
+    python video_tester.py --detector yunet         # YuNet finds more faces (downloaded once)
 
 Press q or Esc in the window to quit. Every setting below is a constant that
 the command line overrides by its lower-case name; `--help` lists them.

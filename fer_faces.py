@@ -107,7 +107,8 @@ def download_yunet(path: Path, url: str | None = None) -> bool:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
             data = response.read(YUNET_BYTES + 1)  # more than that cannot be the file
     except (OSError, ValueError, http.client.HTTPException) as error:
-        print(f"failed ({fer.first_line(error)}); using the Haar cascade")
+        reason = getattr(error, "reason", error)  # urllib's, without "<urlopen error ...>"
+        print(f"failed ({fer.first_line(reason)}); using the Haar cascade")
         return False
     digest = hashlib.sha256(data).hexdigest()
     if digest != YUNET_SHA256:

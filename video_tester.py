@@ -230,8 +230,8 @@ class Pipeline:
     `seconds` adds up the time spent in each stage, for the benchmark."""
 
     def __init__(self, cfg: argparse.Namespace):
-        self.detector = fer_faces.make_detector(cfg)
         self.model = load_fastest_model(cfg.model, cfg.litert)
+        self.detector = fer_faces.make_detector(cfg)
         self.cfg = cfg
         self.reset()
 

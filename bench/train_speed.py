@@ -45,6 +45,8 @@ ROWS = {
     "base filters 48": ({}, ["--base-filters", "48"]),
     "base filters 64": ({}, ["--base-filters", "64"]),
     "3 conv blocks": ({}, ["--conv-blocks", "3"]),
+    "BatchNorm per block": ({}, ["--batch-norm", "block"]),
+    "fast preset": ({}, ["--preset", "fast"]),
 }
 
 

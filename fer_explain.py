@@ -27,11 +27,13 @@ class GradCam:
     into its last layer) only scales it, so the normalised map is the same."""
 
     def __init__(self, model):
-        if not isinstance(model, keras.Sequential):
+        if isinstance(model, fer.LiteRTModel):
             raise UserError(
                 "--explain needs the Keras model (fer.json + fer.h5, or a .keras file): "
                 "a LiteRT file has no gradients"
             )
+        if not isinstance(model, keras.Sequential):
+            raise UserError("--explain needs a keras.Sequential model, as training writes")
         cut = end_of_last_conv_block(model)
         self.block, self.head = model.layers[:cut], model.layers[cut:]
         gradients = GRADIENTS.get(keras.backend.backend())
@@ -49,7 +51,7 @@ class GradCam:
             return np.zeros((0, fer.IMAGE_SIZE, fer.IMAGE_SIZE), np.float32)
         classes = np.array([fer.EMOTIONS.index(emotion) for emotion in emotions], np.int32)
         features, gradients = self.gradients(np.asarray(faces, np.float32), classes)
-        features, gradients = np.asarray(features), np.asarray(gradients)
+        features, gradients = np.asarray(features, np.float32), np.asarray(gradients, np.float32)
         weights = gradients.mean(axis=(1, 2))  # (N, channels)
         maps = np.maximum(np.einsum("nhwc,nc->nhw", features, weights), 0)
         return np.stack([to_face_size(heat) for heat in maps])

@@ -284,7 +284,9 @@ class Pipeline:
         yield
         self.seconds[name] += time.perf_counter() - started
 
-    def explain(self, frame: np.ndarray, crops: np.ndarray, tracks: list[Track], angles) -> None:
+    def explain(
+        self, frame: np.ndarray, crops: np.ndarray, tracks: list[Track], angles: np.ndarray
+    ) -> None:
         """Each face's heat map for its shown emotion, kept with the face (`faces`,
         `heat`) and, with --explain, laid over the frame."""
         self.faces, self.heat = crops, self.explainer(crops, [track.emotion for track in tracks])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import subprocess
 import sys
@@ -125,14 +126,17 @@ def test_grad_cam_with_jax_gives_tensorflows_heat_maps(tmp_path: Path):
     np.testing.assert_allclose(jax_heat, region_heat(), atol=1e-4)
 
 
-def small_cfg() -> argparse.Namespace:
+def small_cfg(*options: str) -> argparse.Namespace:
     """The training recipe's architecture, made small."""
-    return er.parse_args(["--conv-blocks", "2", "--base-filters", "8", "--dense-units", "16"])
+    small = ["--conv-blocks", "2", "--base-filters", "8", "--dense-units", "16"]
+    return er.parse_args([*small, "--input-blur", "1", *options])
 
 
-def test_grad_cam_takes_the_last_conv_block_of_the_training_architecture():
+@pytest.mark.parametrize("batch_norm", ["every", "block"])
+def test_grad_cam_takes_the_last_conv_block_of_the_training_architecture(batch_norm):
     faces = synthetic_faces(per_class=2)[0][..., None]
-    model = er.build_model(faces, small_cfg())
+    model = er.build_model(faces, small_cfg("--batch-norm", batch_norm))
+    assert model.get_layer("blur")  # a convolution of its own kind, not a Conv2D
     cut = fer_explain.end_of_last_conv_block(model)
     last_conv = max(i for i, layer in enumerate(model.layers)
                     if isinstance(layer, keras.layers.Conv2D))  # fmt: skip
@@ -248,6 +252,20 @@ def test_uncertain_is_decided_on_the_smoothed_probabilities():
     assert [t.label for t in shown(sequence, min_confidence=0.0)] == [t.emotion for t in tracks]
 
 
+@pytest.mark.parametrize("min_confidence", [0.5, 0.9])
+def test_an_uncertain_face_gets_a_grey_box_without_an_emotion(min_confidence):
+    tracker = fer_faces.Tracker(vt.SMOOTHING, vt.MIN_IOU, vt.MAX_MISSED, min_confidence)
+    (track,) = tracker.update(np.array([[100, 100, 80, 80]]), one_hot(HAPPY, 0.7)[None])
+    frame = np.zeros((300, 300, 3), np.uint8)
+    vt.draw(frame, [track], fps=0.0)
+    edge = tuple(frame[140, 100])  # the middle of the box's left side
+    if min_confidence < 0.7:
+        assert track.label == "Happy" and edge == vt.COLOURS["Happy"]
+    else:
+        assert track.label == UNCERTAIN and edge == vt.COLOURS[UNCERTAIN]
+        assert len(set(edge)) == 1  # grey
+
+
 def test_log_keeps_the_raw_probabilities_beside_the_smoothed_ones(tiny_model: Path, photo_clip):
     log, why = photo_clip.parent / "faces.csv", photo_clip.parent / "why"
     result = run_script(
@@ -274,6 +292,29 @@ def test_log_keeps_the_raw_probabilities_beside_the_smoothed_ones(tiny_model: Pa
     assert names == [f"frame_{i:06d}_track1.png" for i in range(1, 13)]
     card = cv2.imread(str(why / names[0]))
     assert card.shape[0] == fer_explain.CARD_SIZE and card.shape[1] > 2 * fer_explain.CARD_SIZE
+
+
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("crossing", [0.35, 0.6])
+def test_min_confidence_is_where_labels_turn_more_wrong_than_right(crossing):
+    """Faces whose chance of a right label rises with confidence and is one half
+    at `crossing`: the bench finds that point."""
+    bench = load_bench("confidence")
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(1 / 7, 1, 20_000)
+    chance = np.clip(0.5 + 2 * (confidence - crossing), 0, 1)
+    correct = rng.random(confidence.size) < chance
+    assert bench.wrong_more_often_below(confidence, correct, bins=40) == pytest.approx(
+        crossing, abs=0.03
+    )
+    assert bench.wrong_more_often_below(confidence, np.ones(confidence.size, bool)) == 0
+    assert bench.wrong_more_often_below(confidence, np.zeros(confidence.size, bool)) == 1
 
 
 # --------------------------------------------------------------------------

@@ -159,7 +159,8 @@ def overlay(frame: np.ndarray, heat: np.ndarray, to_crop: np.ndarray) -> None:
 
 def card(face: np.ndarray, heat: np.ndarray, probabilities: np.ndarray, label: str) -> np.ndarray:
     """One face's explanation as a BGR image: the face the model saw, the heat map
-    over it, and the shown label with the top-3 probabilities."""
+    over it (for the top emotion, the first of the three), and the shown label with
+    the top-3 probabilities."""
     size = (CARD_SIZE, CARD_SIZE)
     big = cv2.cvtColor(cv2.resize(face, size, interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
     hot = blend_heat(big, cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR))

@@ -124,13 +124,18 @@ def to_model_face(gray: np.ndarray) -> np.ndarray:
 def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float = FACE_MARGIN) -> np.ndarray:
     """Cut each (x, y, w, h) box, widened by `margin`, into a (N, 48, 48, 1) batch."""
     faces = np.empty((len(boxes), IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
-    height, width = gray.shape[:2]
-    for i, (x, y, w, h) in enumerate(boxes):
-        dx, dy = int(w * margin), int(h * margin)
-        x0, y0 = max(x - dx, 0), max(y - dy, 0)
-        x1, y1 = min(x + w + dx, width), min(y + h + dy, height)
+    for i, box in enumerate(boxes):
+        x0, y0, x1, y1 = face_region(box, margin, gray.shape)
         faces[i, :, :, 0] = to_model_face(gray[y0:y1, x0:x1])
     return faces
+
+
+def face_region(box: np.ndarray, margin: float, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The (x0, y0, x1, y1) corners of a box widened by `margin`, inside an image of `shape`."""
+    x, y, w, h = box
+    dx, dy = int(w * margin), int(h * margin)
+    height, width = shape[:2]
+    return max(x - dx, 0), max(y - dy, 0), min(x + w + dx, width), min(y + h + dy, height)
 
 
 # --------------------------------------------------------------------------

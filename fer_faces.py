@@ -31,6 +31,7 @@ DOWNLOAD_TIMEOUT = 30  # seconds without an answer before the download gives up
 TEMPLATE_SIZE = 24  # px: faces are followed between searches at this size
 FOLLOW_SCORE = 0.5  # template match a followed face needs; below, the face is lost
 CUT_THRESHOLD = 30  # mean grey-level change of a 32x24 thumbnail that counts as a camera cut
+UNCERTAIN = "uncertain"  # the label shown when a face's top probability is too low
 
 
 # --------------------------------------------------------------------------
@@ -252,6 +253,8 @@ class Track:
     id: int
     box: np.ndarray  # x, y, w, h
     probabilities: np.ndarray  # smoothed over the frames so far
+    raw: np.ndarray | None = None  # this frame's own probabilities, before smoothing
+    label: str = ""  # what is shown: the emotion, or UNCERTAIN below the tracker's min_confidence
     missed: int = 0  # whole-frame searches in a row that did not find this face
     template: np.ndarray | None = None  # the face when a search last found it, small
     angle: float = 0.0  # degrees the face leant then
@@ -262,11 +265,15 @@ class Track:
 
 
 class Tracker:
-    """Follows faces from frame to frame by box overlap (IoU) and smooths each
-    face's probabilities with an exponential moving average."""
+    """Follows faces from frame to frame by box overlap (IoU), smooths each face's
+    probabilities with an exponential moving average, and labels a face UNCERTAIN
+    while its smoothed top probability is below `min_confidence`."""
 
-    def __init__(self, smoothing: float, min_iou: float, max_missed: int):
+    def __init__(
+        self, smoothing: float, min_iou: float, max_missed: int, min_confidence: float = 0.0
+    ):
         self.smoothing, self.min_iou, self.max_missed = smoothing, min_iou, max_missed
+        self.min_confidence = min_confidence
         self.tracks: list[Track] = []
         self.shown: list[Track] = []  # the last frame's tracks, to follow into the next
         self.next_id = 1
@@ -304,6 +311,9 @@ class Tracker:
                 track.probabilities = (
                     self.smoothing * track.probabilities + (1 - self.smoothing) * probs
                 )
+            track.raw = probs
+            sure = track.probabilities.max() >= self.min_confidence
+            track.label = track.emotion if sure else UNCERTAIN
             if found[i]:
                 track.missed = 0
             shown.append(track)
@@ -344,13 +354,35 @@ def crop_upright(
     return faces
 
 
+def crop_transform(
+    box: np.ndarray, angle: float, margin: float, shape: tuple[int, ...]
+) -> np.ndarray:
+    """The 2x3 affine map from a frame of `shape` to the face as crop_upright cuts it
+    (48x48): to draw what the model saw back onto the frame."""
+    size = fer.IMAGE_SIZE
+    if angle == 0:  # fer.crop_faces: the widened box, clipped at the border, resized
+        x0, y0, x1, y1 = fer.face_region(box, margin, shape)
+        sx, sy = size / (x1 - x0), size / (y1 - y0)
+        return np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]])
+    x, y, w, h = box
+    centre = (x + w / 2, y + h / 2)
+    turn = cv2.getRotationMatrix2D(centre, angle, size / upright_side(box, margin))
+    turn[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])
+    return turn
+
+
+def upright_side(box: np.ndarray, margin: float) -> float:
+    """The side of the square, in frame pixels, that upright_face cuts around a box."""
+    return max(box[2], box[3]) * (1 + 2 * margin)
+
+
 def upright_face(
     gray: np.ndarray, box: np.ndarray, angle: float, margin: float, size: int = fer.IMAGE_SIZE
 ) -> np.ndarray:
     """The box, widened by `margin`, turned by `angle` degrees about its centre,
     as a `size` x `size` image."""
     x, y, w, h = box
-    side = max(w, h) * (1 + 2 * margin)
+    side = upright_side(box, margin)
     reach = int(np.ceil(side * np.sqrt(2)))  # holds the turned square at any angle
     region = cv2.getRectSubPix(gray, (reach, reach), (x + w / 2, y + h / 2))  # edges repeat
     scale = size / side

@@ -4,6 +4,7 @@
     python video_tester.py --source clip.mp4 --no-display --output out.mp4 --log faces.csv
     python video_tester.py --source photos/ --output annotated/
     python video_tester.py --detector yunet         # YuNet finds more faces (downloaded once)
+    python video_tester.py --source photos/ --explain --explain-dir why/   # what it looked at
 
 Press q or Esc in the window to quit. Every setting below is a constant that
 the command line overrides by its lower-case name; `--help` lists them.
@@ -28,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 import fer_common as fer
+import fer_explain
 import fer_faces
 from fer_common import UserError
-from fer_faces import Track
+from fer_faces import UNCERTAIN, Track
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,6 +48,8 @@ CASCADE = str(HERE / "haarcascade_frontalface_default.xml")
 OUTPUT = ""  # annotated video (.mp4/.avi), image (.jpg/.png) or folder; "": none
 LOG = ""  # CSV with one row per face per frame; "": none
 SUMMARY = ""  # PNG of each face's emotion over time and its share per emotion; "": none
+EXPLAIN = False  # lay a heat map over each face: where the model saw its emotion (Grad-CAM)
+EXPLAIN_DIR = ""  # folder for one PNG per face: the face, its heat map, top-3 probabilities
 DISPLAY = True  # show a window (--no-display for headless runs)
 
 DETECTOR = "auto"  # "haar"; "yunet" (downloaded once into models/); "auto": YuNet when
@@ -63,15 +67,21 @@ DETECT_EVERY = 15  # search the whole frame for faces every k-th frame (and at o
 SMOOTHING = 0.7  # share of a face's past probabilities kept each frame (0: raw labels)
 MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues the track
 MAX_MISSED = 5  # forget a face after this many whole-frame searches without it
+# Below this smoothed top probability a face is labelled "uncertain" (grey box). The
+# model's probabilities are calibrated, so 0.5 is in theory where labels turn wrong
+# more often than right; provisional until `python bench/confidence.py` measures it
+# on PrivateTest for the model in models/.
+MIN_CONFIDENCE = 0.5
 
 SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
 
 WINDOW = "Emotion recognition (q to quit)"
-COLOURS = {  # box colour per emotion, BGR
+COLOURS = {  # box colour per label, BGR
     "Angry": (0, 0, 230), "Disgust": (0, 140, 0), "Fear": (150, 0, 150),
     "Happy": (0, 215, 255), "Sad": (200, 80, 0), "Surprise": (0, 150, 255),
-    "Neutral": (200, 200, 200),
+    "Neutral": (170, 160, 0), UNCERTAIN: (140, 140, 140),
 }  # fmt: skip
+LABELS = (*fer.EMOTIONS, UNCERTAIN)  # what a face can be shown as
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -231,15 +241,23 @@ class Pipeline:
 
     def __init__(self, cfg: argparse.Namespace):
         self.model = load_fastest_model(cfg.model, cfg.litert)
+        self.explainer = None  # heat maps on the Keras model, also when LiteRT classifies
+        if cfg.explain or cfg.explain_dir:
+            litert = isinstance(self.model, fer.LiteRTModel)
+            keras_model = fer.load_model(cfg.model) if litert else self.model
+            self.explainer = fer_explain.GradCam(keras_model)
         self.detector = fer_faces.make_detector(cfg)
         self.cfg = cfg
+        self.faces = self.heat = np.zeros((0, fer.IMAGE_SIZE, fer.IMAGE_SIZE))  # the last frame's
         self.reset()
 
     def reset(self) -> None:
         """Forget the faces, ids and timings: from here on, another video."""
-        self.finder = fer_faces.FaceFinder(self.detector, self.cfg.detect_every, self.cfg.min_iou)
-        self.tracker = fer_faces.Tracker(self.cfg.smoothing, self.cfg.min_iou, self.cfg.max_missed)
-        self.seconds = dict.fromkeys(("detect", "preprocess", "classify", "draw"), 0.0)
+        cfg = self.cfg
+        self.finder = fer_faces.FaceFinder(self.detector, cfg.detect_every, cfg.min_iou)
+        self.tracker = fer_faces.Tracker(cfg.smoothing, cfg.min_iou, cfg.max_missed,
+                                         cfg.min_confidence)  # fmt: skip
+        self.seconds = dict.fromkeys(("detect", "preprocess", "classify", "explain", "draw"), 0.0)
 
     def __call__(self, frame: np.ndarray, new_scene: bool = False, fps: float = 0.0) -> list[Track]:
         if new_scene:
@@ -254,6 +272,9 @@ class Pipeline:
             probabilities = self.classify(crops.astype(np.float32))
             tracks = self.tracker.update(faces.boxes, probabilities, faces.searched, faces.found)
             self.finder.remember(gray, tracks, faces)
+        if self.explainer is not None:
+            with self.stage("explain"):
+                self.explain(frame, crops, tracks, angles)
         with self.stage("draw"):
             draw(frame, tracks, fps)
         return tracks
@@ -263,6 +284,17 @@ class Pipeline:
         started = time.perf_counter()
         yield
         self.seconds[name] += time.perf_counter() - started
+
+    def explain(
+        self, frame: np.ndarray, crops: np.ndarray, tracks: list[Track], angles: np.ndarray
+    ) -> None:
+        """Each face's heat map for its shown emotion, kept with the face (`faces`,
+        `heat`) and, with --explain, laid over the frame."""
+        self.faces, self.heat = crops, self.explainer(crops, [track.emotion for track in tracks])
+        if self.cfg.explain:
+            for track, heat, angle in zip(tracks, self.heat, angles):
+                to_crop = fer_faces.crop_transform(track.box, angle, self.cfg.margin, frame.shape)
+                fer_explain.overlay(frame, heat, to_crop)
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Emotion probabilities (N, 7) of 48x48 faces (N, 48, 48, 1)."""
@@ -294,11 +326,11 @@ def draw(frame: np.ndarray, tracks: list[Track], fps: float) -> None:
     """Box, label and confidence for each face; an FPS counter in the corner."""
     for track in tracks:
         x, y, w, h = track.box
-        emotion = track.emotion
-        colour = COLOURS[emotion]
+        colour = COLOURS[track.label]
         blue, green, red = colour
         ink = (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 140 else (255, 255, 255)
-        text = f"{emotion} {track.probabilities.max():.0%}"
+        sure = track.label != UNCERTAIN
+        text = f"{track.label} {track.probabilities.max():.0%}" if sure else UNCERTAIN
         scale = max(0.5, w / 200)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
         top = max(y - th - 8, 0)
@@ -320,12 +352,12 @@ class Output:
     """Annotated frames to a video, an image, or a folder of images, encoded and
     written by a thread while the next frame is processed."""
 
-    def __init__(self, path: str, fps: float):
+    def __init__(self, path: str, fps: float, folder: bool = False):
         self.path, self.fps, self.writer = Path(path), fps, None
         self.kind = (
-            "image"
-            if self.path.suffix.lower() in fer.IMAGE_SUFFIXES
-            else ("video" if self.path.suffix else "folder")
+            "folder"
+            if folder or not self.path.suffix
+            else ("image" if self.path.suffix.lower() in fer.IMAGE_SUFFIXES else "video")
         )
         target = self.path if self.kind == "folder" else self.path.parent
         target.mkdir(parents=True, exist_ok=True)
@@ -378,21 +410,31 @@ class Output:
 def open_log(path: str, stack: contextlib.ExitStack):
     stream = stack.enter_context(open(path, "w", newline=""))  # noqa: SIM115 (closed by stack)
     log = csv.writer(stream)
+    emotions = [emotion.lower() for emotion in fer.EMOTIONS]
     log.writerow(
         ["frame", "time_s", "face", "track", "x", "y", "w", "h", "emotion", "confidence"]
-        + [emotion.lower() for emotion in fer.EMOTIONS]
+        + emotions
+        + [f"raw_{emotion}" for emotion in emotions]
     )
     return log
 
 
 def write_log_rows(log, index: int, seconds: float, tracks: list[Track]) -> None:
-    """One row per face: what is shown (the smoothed label and probabilities)."""
+    """One row per face: what is shown (the label, which may be "uncertain", and the
+    smoothed probabilities), then the frame's own, raw probabilities."""
     for face, track in enumerate(tracks):
         probs = track.probabilities
         log.writerow(
-            [index, f"{seconds:.3f}", face, track.id, *track.box, track.emotion,
-             f"{probs.max():.4f}", *(f"{p:.4f}" for p in probs)]
+            [index, f"{seconds:.3f}", face, track.id, *track.box, track.label,
+             f"{probs.max():.4f}", *(f"{p:.4f}" for p in probs), *(f"{p:.4f}" for p in track.raw)]
         )  # fmt: skip
+
+
+def write_explanations(output: Output, name: str, pipeline: Pipeline, tracks: list[Track]) -> None:
+    """One picture per face of the frame: NAME_trackID.png (the log's track id)."""
+    for track, face, heat in zip(tracks, pipeline.faces, pipeline.heat):
+        picture = fer_explain.card(face, heat, track.probabilities, track.label)
+        output.write(f"{Path(name).stem}_track{track.id}.png", picture)
 
 
 # --------------------------------------------------------------------------
@@ -401,9 +443,10 @@ def write_log_rows(log, index: int, seconds: float, tracks: list[Track]) -> None
 
 
 def summarize(history: list[tuple[float, int, str]]) -> pd.DataFrame:
-    """Per tracked face: seconds in view, share of frames per emotion, main emotion."""
+    """Per tracked face: seconds in view, share of frames per label (each emotion,
+    and uncertain), the main one."""
     seen = pd.DataFrame(history, columns=["time_s", "track", "emotion"])
-    seen["emotion"] = pd.Categorical(seen["emotion"], categories=fer.EMOTIONS)
+    seen["emotion"] = pd.Categorical(seen["emotion"], categories=LABELS)
     table = pd.crosstab(seen["track"], seen["emotion"], normalize="index", dropna=False)
     table.columns.name = None
     table.insert(0, "mostly", table.idxmax(axis=1))
@@ -431,7 +474,7 @@ def plot_summary(history: list[tuple[float, int, str]], table: pd.DataFrame, pat
     timeline.scatter(times, rows, c=colours, marker="|", s=250, linewidths=2)
     timeline.set(xlabel="time (s)", ylabel="face", title="Emotion of each face over time")
     left = np.zeros(len(tracks))
-    for emotion in fer.EMOTIONS:
+    for emotion in LABELS:
         share = table[emotion].to_numpy()
         shares.barh(range(len(tracks)), share, left=left, color=rgb[emotion], edgecolor="grey")
         left += share
@@ -439,8 +482,8 @@ def plot_summary(history: list[tuple[float, int, str]], table: pd.DataFrame, pat
     for ax in (timeline, shares):
         ax.set_yticks(range(len(tracks)), [f"#{track}" for track in tracks])
         ax.invert_yaxis()
-    fig.legend(handles=[Patch(color=rgb[e], label=e) for e in fer.EMOTIONS],
-               loc="upper center", ncol=7, frameon=False)  # fmt: skip
+    fig.legend(handles=[Patch(color=rgb[e], label=e) for e in LABELS],
+               loc="upper center", ncol=len(LABELS), frameon=False)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     with fer.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
@@ -449,7 +492,7 @@ def plot_summary(history: list[tuple[float, int, str]], table: pd.DataFrame, pat
 
 def print_summary(table: pd.DataFrame) -> None:
     shown = table.copy()
-    for emotion in fer.EMOTIONS:
+    for emotion in LABELS:
         shown[emotion] = (100 * shown[emotion]).map("{:.0f}%".format)
     shown.index = [f"#{track}" for track in shown.index]
     print(shown.to_string())
@@ -462,8 +505,10 @@ def print_summary(table: pd.DataFrame) -> None:
 
 def main() -> None:
     cfg = parse_args()
-    if cfg.detect_every < 1 or not 0 <= cfg.smoothing < 1:
-        raise UserError("--detect-every must be >= 1 and --smoothing in [0, 1)")
+    if cfg.detect_every < 1 or not 0 <= cfg.smoothing < 1 or not 0 <= cfg.min_confidence <= 1:
+        raise UserError(
+            "--detect-every must be >= 1, --smoothing in [0, 1) and --min-confidence in [0, 1]"
+        )
     pipeline = Pipeline(cfg)  # fails early on a missing model
     display = cfg.display and can_display()
 
@@ -483,6 +528,9 @@ def main() -> None:
         if output:
             stack.callback(output.close)
         log = open_log(cfg.log, stack) if cfg.log else None
+        explanations = Output(cfg.explain_dir, source.fps, folder=True) if cfg.explain_dir else None
+        if explanations:
+            stack.callback(explanations.close)
         progress = None
         if not source.is_camera:
             from tqdm import tqdm
@@ -497,9 +545,11 @@ def main() -> None:
             now = time.perf_counter() - started
             seconds = now if source.is_camera else index / source.fps
             tracks = pipeline(frame, source.is_still, 0.0 if source.is_still else fps)
-            history += [(seconds, track.id, track.emotion) for track in tracks]
+            history += [(seconds, track.id, track.label) for track in tracks]
             if log:
                 write_log_rows(log, index, seconds, tracks)
+            if explanations:
+                write_explanations(explanations, name, pipeline, tracks)
             if output:
                 output.write(name, frame)
             if progress is not None:
@@ -528,6 +578,8 @@ def main() -> None:
         print(f"wrote the annotated output to {cfg.output}")
     if cfg.log:
         print(f"wrote one row per face to {cfg.log}")
+    if cfg.explain_dir:
+        print(f"wrote one explanation per face to {cfg.explain_dir}/")
 
 
 class FrameRate:

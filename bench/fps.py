@@ -3,6 +3,7 @@ face detector, vs the `fer` package's.
 
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
     python bench/fps.py [--frames 300] [--model models/] [--yunet PATH] [--clip VIDEO]
+    python bench/fps.py --explain --no-fer    # also the Haar rows with --explain (Grad-CAM)
 
 Builds video clips from real photos (../shared/photos and the bundled astronaut):
 640x480 and 1280x720 with 1 face, 4 (a 2x2 tile of portraits) and 6 (3x2), and a
@@ -279,6 +280,7 @@ def main() -> None:
     parser.add_argument("--yunet", default=str(default_yunet), help="YuNet .onnx file")
     parser.add_argument("--clip", help="also count the faces labelled in this video")
     parser.add_argument("--no-fer", action="store_true", help="skip the `fer` package")
+    parser.add_argument("--explain", action="store_true", help="also time --explain (Haar)")
     args = parser.parse_args()
     if not PHOTOS.is_dir():
         sys.exit(f"no photos at {PHOTOS}: this benchmark builds its clips from them")
@@ -292,6 +294,10 @@ def main() -> None:
         print(f"no YuNet at {args.yunet} (see --yunet): its rows are left out\n")
     contenders = {f"this, {name}": (lambda c, o, opts=opts: run_ours(c, o, "--model", model, *opts))
                   for name, opts in detectors.items()}  # fmt: skip
+    if args.explain:  # heat maps need the Keras model: the folder, its LiteRT twin classifies
+        contenders["this, Haar, --explain"] = lambda c, o: run_ours(
+            c, o, "--model", args.model, "--detector", "haar", "--explain"
+        )
     if not args.no_fer:
         if importlib.util.find_spec("fer") is None:
             print("the `fer` package is not installed, so its rows are left out: "
@@ -302,7 +308,7 @@ def main() -> None:
     clips = [(f"{w}x{h}, {n} face{'s' * (n > 1)}", lambda size=(w, h), n=n: scene(size, n), n)
              for w, h in SIZES for n in FACES]  # fmt: skip
     clips.append(("640x480 group, 6 faces ~36 px", small_faces_scene, 6))
-    stages = ("decode", "detect", "preprocess", "classify", "draw", "write")
+    stages = ("decode", "detect", "preprocess", "classify", "explain", "draw", "write")
     print(f"{os.cpu_count()}-core {platform.machine()} CPU, {args.frames} frames per clip, "
           f"display off, annotated video written; {Path(model).name}; ms per frame by stage; "
           "faces: found per frame; all found: share of frames with every face found")  # fmt: skip

@@ -18,6 +18,7 @@ from conftest import (
 )
 
 import fer_common as fer
+import fer_faces
 import video_tester as vt
 
 SHIPPED = ROOT / "models"
@@ -42,6 +43,8 @@ def test_headless_run_on_a_clip_writes_video_face_log_and_summary(photo_clip: Pa
     assert rows.columns.tolist() == [
         "frame", "time_s", "face", "track", "x", "y", "w", "h", "emotion", "confidence",
         "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+        "raw_angry", "raw_disgust", "raw_fear", "raw_happy", "raw_sad", "raw_surprise",
+        "raw_neutral",
     ]  # fmt: skip
     assert rows["frame"].tolist() == list(range(12))
     assert (rows["track"] == 1).all()  # one face, followed through the shake
@@ -50,7 +53,9 @@ def test_headless_run_on_a_clip_writes_video_face_log_and_summary(photo_clip: Pa
     assert (rows["w"] - w).abs().max() <= 15
     probabilities = rows[[e.lower() for e in fer.EMOTIONS]].to_numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-3)
-    assert (rows["emotion"] == np.array(fer.EMOTIONS)[probabilities.argmax(axis=1)]).all()
+    top = np.array(fer.EMOTIONS)[probabilities.argmax(axis=1)]
+    sure = rows["confidence"] >= vt.MIN_CONFIDENCE
+    assert (rows["emotion"] == np.where(sure, top, fer_faces.UNCERTAIN)).all()
     assert rows["time_s"].iloc[-1] == pytest.approx(11 / 10, abs=1e-3)  # 10 FPS clip
 
     image = cv2.imread(str(summary))

@@ -1,0 +1,81 @@
+"""MIN_CONFIDENCE for video_tester.py: the top probability below which the model's
+label is wrong more often than right, on FER-2013's PrivateTest faces.
+
+    python bench/confidence.py [--data PATH] [--model models/] [--bins 20]
+
+Sorts the faces by the model's top probability (calibrated, as the model ships),
+cuts them into bins of equal count and prints each bin's confidence range and
+accuracy: the reliability table. The threshold is where that accuracy falls
+under one half: the boundary under the run of top bins that are each right at
+least half the time. Put the printed value into MIN_CONFIDENCE at the top of
+video_tester.py.
+Not a test: run it by hand (a minute on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import emotion_recognition as er  # noqa: E402
+import fer_common as fer  # noqa: E402
+import fer_data  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[dict]:
+    """Per bin of equal count, in rising confidence: its range, size and accuracy."""
+    groups = np.array_split(np.argsort(confidence, kind="stable"), bins)
+    return [
+        {"low": float(confidence[g].min()), "high": float(confidence[g].max()),
+         "faces": len(g), "accuracy": float(correct[g].mean())}
+        for g in groups if len(g)
+    ]  # fmt: skip
+
+
+def wrong_more_often_below(confidence: np.ndarray, correct: np.ndarray, bins: int = 20) -> float:
+    """The confidence below which labels are wrong more often than right: the
+    boundary under the run of top bins that are each right at least half the time
+    (0 when every bin is, 1 when even the surest is not)."""
+    table = reliability(confidence, correct, bins)
+    sure = len(table)
+    while sure > 0 and table[sure - 1]["accuracy"] >= 0.5:
+        sure -= 1
+    if sure == len(table):
+        return 1.0
+    if sure == 0:
+        return 0.0
+    return (table[sure - 1]["high"] + table[sure]["low"]) / 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
+    parser.add_argument("--model", default=str(ROOT / "models"), help="model folder or file")
+    parser.add_argument("--bins", type=int, default=20, help="bins of equal count (~180 faces)")
+    args = parser.parse_args()
+
+    faces, labels = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))["test"]
+    probabilities = fer.load_model(args.model).predict(faces.astype(np.float32), verbose=0)
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    print(f"PrivateTest: {len(labels)} faces, accuracy {correct.mean():.1%}\n")
+    print("| confidence | faces | accuracy |\n| --- | --- | --- |")
+    for row in reliability(confidence, correct, args.bins):
+        print(f"| {row['low']:.2f}-{row['high']:.2f} | {row['faces']} | {row['accuracy']:.0%} |")
+    threshold = wrong_more_often_below(confidence, correct, args.bins)
+    kept = confidence >= threshold
+    print(f"\nMIN_CONFIDENCE = {threshold:.2f}: below it a label is wrong more often than right.")
+    if kept.any():
+        print(f"At it, {1 - kept.mean():.0%} of the faces are 'uncertain'; the others are "
+              f"right {correct[kept].mean():.1%} of the time.")  # fmt: skip
+
+
+if __name__ == "__main__":
+    fer.run_cli(main)

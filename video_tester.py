@@ -3,6 +3,7 @@
     python video_tester.py                          # webcam (or the bundled sample)
     python video_tester.py --source clip.mp4 --no-display --output out.mp4 --log faces.csv
     python video_tester.py --source photos/ --output annotated/
+    python video_tester.py --detector yunet         # YuNet finds more faces (downloaded once)
 
 Press q or Esc in the window to quit. Every setting below is a constant that
 the command line overrides by its lower-case name; `--help` lists them.
@@ -18,9 +19,8 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 import fer_common as fer
+import fer_faces
 from fer_common import UserError
+from fer_faces import Track
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,20 +48,24 @@ LOG = ""  # CSV with one row per face per frame; "": none
 SUMMARY = ""  # PNG of each face's emotion over time and its share per emotion; "": none
 DISPLAY = True  # show a window (--no-display for headless runs)
 
+DETECTOR = "auto"  # "haar"; "yunet" (downloaded once into models/); "auto": YuNet when
+# models/ has it, else the Haar cascade
+DETECTOR_MODEL = ""  # a YuNet .onnx file at hand; "": models/face_detection_yunet_2023mar.onnx
+MIN_SCORE = 0.75  # YuNet: the confidence a face needs
+ALIGN = True  # YuNet: turn each face upright by its eyes before the 48x48 crop
 SCALE_FACTOR = 1.1  # Haar pyramid step: smaller finds more faces, slower
 MIN_NEIGHBORS = 8  # Haar votes a face needs: larger, fewer false faces
-MIN_FACE = 30  # smallest face searched for, in pixels: finds faces of ~36 px and up
+MIN_FACE = 30  # Haar: smallest face searched for, in pixels: finds faces of ~36 px and up
 MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
-DETECT_EVERY = 15  # search the whole frame for faces every k-th frame; in between, only
-# near the faces already found (new faces then show up within k frames)
+DETECT_EVERY = 15  # search the whole frame for faces every k-th frame (and at once after a
+# camera cut or when a face is lost); in between, follow the faces already found
 
 SMOOTHING = 0.7  # share of a face's past probabilities kept each frame (0: raw labels)
 MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues the track
-MAX_MISSED = 5  # forget a track after this many detections without it
+MAX_MISSED = 5  # forget a face after this many whole-frame searches without it
 
 SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
 
-TEMPLATE_SIZE = 24  # px: faces are followed between detections at this size
 WINDOW = "Emotion recognition (q to quit)"
 COLOURS = {  # box colour per emotion, BGR
     "Angry": (0, 0, 230), "Disgust": (0, 140, 0), "Fear": (150, 0, 150),
@@ -217,47 +223,37 @@ def open_camera(index: int) -> cv2.VideoCapture:
 
 
 class Pipeline:
-    """One frame in, the faces' tracks out and the frame annotated: detect faces
-    (Haar cascade), crop them, classify them all in one model call, track, draw.
+    """One frame in, the faces' tracks out and the frame annotated: find the faces
+    (see fer_faces.FaceFinder), crop them, classify them all in one model call,
+    track, draw.
 
     `seconds` adds up the time spent in each stage, for the benchmark."""
 
     def __init__(self, cfg: argparse.Namespace):
-        self.cascade = cv2.CascadeClassifier(cfg.cascade)
-        if self.cascade.empty():
-            raise UserError(f"cannot load the face detector {cfg.cascade}")
         self.model = load_fastest_model(cfg.model, cfg.litert)
-        self.tracker = Tracker(cfg.smoothing, cfg.min_iou, cfg.max_missed)
+        self.detector = fer_faces.make_detector(cfg)
         self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the faces, ids and timings: from here on, another video."""
+        self.finder = fer_faces.FaceFinder(self.detector, self.cfg.detect_every, self.cfg.min_iou)
+        self.tracker = fer_faces.Tracker(self.cfg.smoothing, self.cfg.min_iou, self.cfg.max_missed)
         self.seconds = dict.fromkeys(("detect", "preprocess", "classify", "draw"), 0.0)
-        self.searcher: ThreadPoolExecutor | None = None  # see search_in_background
-        self.search: Future | None = None
 
-    def search_in_background(self) -> None:
-        """Run the whole-frame searches in a thread, for a live camera: a search
-        takes several frames' time, and the frames keep coming meanwhile (its
-        faces join the tracks a few frames late). Files keep the search in line,
-        so that every run over them gives the same result."""
-        self.searcher = ThreadPoolExecutor(1, thread_name_prefix="face-search")
-
-    def close(self) -> None:
-        if self.searcher is not None:
-            self.searcher.shutdown(cancel_futures=True)
-
-    def __call__(
-        self, frame: np.ndarray, index: int, new_scene: bool = False, fps: float = 0.0
-    ) -> list[Track]:
+    def __call__(self, frame: np.ndarray, new_scene: bool = False, fps: float = 0.0) -> list[Track]:
         if new_scene:
             self.tracker.reset()
         with self.stage("detect"):
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            boxes, detect = self.faces_in(gray, new_scene or index % self.cfg.detect_every == 0)
+            faces = self.finder(frame, gray, self.tracker.shown, new_scene)
         with self.stage("preprocess"):
-            faces = fer.crop_faces(gray, boxes, self.cfg.margin).astype(np.float32)
+            angles = faces.angles if self.cfg.align else np.zeros(len(faces.boxes))
+            crops = fer_faces.crop_upright(gray, faces.boxes, angles, self.cfg.margin)
         with self.stage("classify"):
-            tracks = self.tracker.update(boxes, self.classify(faces), searched=detect)
-            if detect:
-                self.remember_faces(gray, tracks)
+            probabilities = self.classify(crops.astype(np.float32))
+            tracks = self.tracker.update(faces.boxes, probabilities, faces.searched, faces.found)
+            self.finder.remember(gray, tracks, faces)
         with self.stage("draw"):
             draw(frame, tracks, fps)
         return tracks
@@ -267,60 +263,6 @@ class Pipeline:
         started = time.perf_counter()
         yield
         self.seconds[name] += time.perf_counter() - started
-
-    def faces_in(self, gray: np.ndarray, search_due: bool) -> tuple[np.ndarray, bool]:
-        """The face boxes of this frame, and whether a whole-frame search found them
-        (else they were followed from the last frame)."""
-        if self.searcher is None:
-            found = self.find_faces(gray) if search_due else None
-        else:
-            if search_due and self.search is None:
-                self.search = self.searcher.submit(self.find_faces, gray)
-            found = None
-            if self.search is not None and self.search.done():
-                found, self.search = self.search.result(), None
-        return (self.follow_faces(gray), False) if found is None else (found, True)
-
-    def find_faces(self, gray: np.ndarray) -> np.ndarray:
-        """Face boxes (N, 4) as x, y, w, h."""
-        boxes = self.cascade.detectMultiScale(
-            gray,
-            scaleFactor=self.cfg.scale_factor,
-            minNeighbors=self.cfg.min_neighbors,
-            minSize=(self.cfg.min_face, self.cfg.min_face),
-        )
-        return np.asarray(boxes, dtype=int).reshape(-1, 4)
-
-    def follow_faces(self, gray: np.ndarray) -> np.ndarray:
-        """Each tracked face's new box, found by matching its look at the last
-        detection near its last box: a fraction of a millisecond per face, where
-        a Haar search of the frame costs tens of milliseconds."""
-        height, width = gray.shape[:2]
-        boxes = []
-        for track in self.tracker.tracks:
-            if track.missed or track.template is None:
-                continue
-            x, y, w, h = track.box
-            scale = TEMPLATE_SIZE / w
-            x0, y0 = max(x - w // 2, 0), max(y - h // 2, 0)
-            x1, y1 = min(x + w + w // 2, width), min(y + h + h // 2, height)
-            region = cv2.resize(gray[y0:y1, x0:x1], None, fx=scale, fy=scale,
-                                interpolation=cv2.INTER_AREA)  # fmt: skip
-            if min(region.shape) >= TEMPLATE_SIZE:
-                match = cv2.matchTemplate(region, track.template, cv2.TM_CCOEFF_NORMED)
-                _, score, _, (mx, my) = cv2.minMaxLoc(match)
-                if score > 0.5:  # else keep the last box: the face may be hidden
-                    x, y = x0 + round(mx / scale), y0 + round(my / scale)
-            boxes.append((x, y, w, h))
-        return np.array(boxes, int).reshape(-1, 4)
-
-    def remember_faces(self, gray: np.ndarray, tracks: list[Track]) -> None:
-        """Keep how each face looks now, for follow_faces on the next frames."""
-        for track in tracks:
-            x, y, w, h = track.box
-            face = gray[y : y + h, x : x + w]
-            size = (TEMPLATE_SIZE, TEMPLATE_SIZE)
-            track.template = cv2.resize(face, size, interpolation=cv2.INTER_AREA)
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Emotion probabilities (N, 7) of 48x48 faces (N, 48, 48, 1)."""
@@ -346,81 +288,6 @@ def load_fastest_model(path: str, litert: bool = True):
     print(f"{twin} is another model than {fer.MODEL_JSON}/{fer.MODEL_WEIGHTS}: using those "
           "(refresh it with `python emotion_recognition.py --export`)")  # fmt: skip
     return model
-
-
-# --------------------------------------------------------------------------
-# Tracking: an id per face, and labels that do not flicker
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Track:
-    id: int
-    box: np.ndarray  # x, y, w, h
-    probabilities: np.ndarray  # smoothed over the frames so far
-    missed: int = 0  # detections in a row without this face
-    template: np.ndarray | None = None  # the face at its last detection, small
-
-    @property
-    def emotion(self) -> str:
-        return fer.EMOTIONS[int(np.argmax(self.probabilities))]
-
-
-class Tracker:
-    """Follows faces from frame to frame by box overlap (IoU) and smooths each
-    face's probabilities with an exponential moving average."""
-
-    def __init__(self, smoothing: float = SMOOTHING, min_iou: float = MIN_IOU,
-                 max_missed: int = MAX_MISSED):  # fmt: skip
-        self.smoothing, self.min_iou, self.max_missed = smoothing, min_iou, max_missed
-        self.tracks: list[Track] = []
-        self.next_id = 1
-
-    def update(
-        self, boxes: np.ndarray, probabilities: np.ndarray, searched: bool = True
-    ) -> list[Track]:
-        """The track of each box, in order: continued where a box overlaps one, else new.
-
-        Only a whole-frame search (`searched`) can miss a face; between searches
-        only the faces found last are followed, and the others keep their count."""
-        from scipy.optimize import linear_sum_assignment
-
-        overlap = iou(boxes, np.array([t.box for t in self.tracks]).reshape(-1, 4))
-        rows, cols = linear_sum_assignment(overlap, maximize=True)
-        matched = {r: self.tracks[c] for r, c in zip(rows, cols) if overlap[r, c] >= self.min_iou}
-        if searched:
-            for track in self.tracks:
-                track.missed += 1
-        shown = []
-        for i, (box, probs) in enumerate(zip(boxes, probabilities)):
-            track = matched.get(i)
-            if track is None:
-                track = Track(self.next_id, box, probs)
-                self.next_id += 1
-                self.tracks.append(track)
-            else:
-                track.box = box
-                track.probabilities = (
-                    self.smoothing * track.probabilities + (1 - self.smoothing) * probs
-                )
-            track.missed = 0
-            shown.append(track)
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
-        return shown
-
-    def reset(self) -> None:
-        """Forget every face (the next image shows another scene); ids keep counting."""
-        self.tracks = []
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box in `a` with every box in `b` (x, y, w, h)."""
-    a, b = a[:, None, :].astype(float), b[None, :, :].astype(float)
-    a_end, b_end = a[..., :2] + a[..., 2:], b[..., :2] + b[..., 2:]
-    sides = np.minimum(a_end, b_end) - np.maximum(a[..., :2], b[..., :2])
-    inter = np.prod(np.clip(sides, 0, None), axis=-1)
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    return inter / np.maximum(union, 1e-9)
 
 
 def draw(frame: np.ndarray, tracks: list[Track], fps: float) -> None:
@@ -606,8 +473,8 @@ def main() -> None:
         source = Source(cfg.source, cfg.sample)
         stack.callback(source.release)
         if source.is_camera:
-            pipeline.search_in_background()
-            stack.callback(pipeline.close)
+            pipeline.finder.search_in_background()
+            stack.callback(pipeline.finder.close)
         if display:
             stack.callback(cv2.destroyAllWindows)
         if cfg.source == "auto" and source.is_still and not cfg.output:
@@ -623,11 +490,13 @@ def main() -> None:
             progress = stack.enter_context(tqdm(total=source.total, unit="frame", disable=None))
 
         history: list[tuple[float, int, str]] = []  # (time, track, emotion) for the summary
-        started = last = time.perf_counter()
+        started = time.perf_counter()
+        rate = FrameRate()
         fps, frames_done = 0.0, 0
         for index, (name, frame) in enumerate(source.frames()):
-            tracks = pipeline(frame, index, source.is_still, 0.0 if source.is_still else fps)
-            seconds = last - started if source.is_camera else index / source.fps
+            now = time.perf_counter() - started
+            seconds = now if source.is_camera else index / source.fps
+            tracks = pipeline(frame, source.is_still, 0.0 if source.is_still else fps)
             history += [(seconds, track.id, track.emotion) for track in tracks]
             if log:
                 write_log_rows(log, index, seconds, tracks)
@@ -636,9 +505,7 @@ def main() -> None:
             if progress is not None:
                 progress.update()
             frames_done += 1
-            now = time.perf_counter()
-            instant, last = 1 / max(now - last, 1e-6), now
-            fps = 0.9 * fps + 0.1 * instant if fps else instant  # smoothed, to be readable
+            fps = rate.tick()
             if display:
                 cv2.imshow(WINDOW, frame)
                 key = cv2.waitKey(0 if source.is_still and source.total == 1 else 1) & 0xFF
@@ -661,6 +528,23 @@ def main() -> None:
         print(f"wrote the annotated output to {cfg.output}")
     if cfg.log:
         print(f"wrote one row per face to {cfg.log}")
+
+
+class FrameRate:
+    """Frames per second over the last `window` seconds: what the run achieves,
+    not one frame's instant rate (thousands, on a frame without faces)."""
+
+    def __init__(self, window: float = 1.0, clock: Callable[[], float] = time.perf_counter):
+        self.window, self.clock = window, clock
+        self.times = deque([clock()])  # when the frames ended, the run's start first
+
+    def tick(self) -> float:
+        """Count a frame as done; the rate over the last `window` seconds."""
+        now = self.clock()
+        self.times.append(now)
+        while len(self.times) > 2 and now - self.times[1] >= self.window:
+            self.times.popleft()  # keep a window's worth, whole frames only
+        return (len(self.times) - 1) / max(now - self.times[0], 1e-9)
 
 
 def can_display() -> bool:

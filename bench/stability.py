@@ -47,8 +47,8 @@ def shown_labels(frames: list[np.ndarray], model: str, smoothing: float) -> dict
     """The label shown for each track, frame by frame."""
     pipeline = vt.Pipeline(vt.parse_args(["--model", model, "--smoothing", str(smoothing)]))
     labels: dict[int, list[str]] = {}
-    for index, frame in enumerate(frames):
-        for track in pipeline(frame.copy(), index):
+    for frame in frames:
+        for track in pipeline(frame.copy()):
             labels.setdefault(track.id, []).append(track.emotion)
     return labels
 

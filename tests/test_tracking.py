@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, SAMPLE_FACE, SAMPLE_PHOTO
 
 import fer_common as fer
+import fer_faces
 import video_tester as vt
 
 UNIFORM = np.full(len(fer.EMOTIONS), 1 / len(fer.EMOTIONS))
@@ -21,6 +22,12 @@ def one_hot(emotion: int) -> np.ndarray:
     return np.eye(len(fer.EMOTIONS))[emotion]
 
 
+def new_tracker(**settings) -> fer_faces.Tracker:
+    """A tracker with the demo's settings, but for `settings`."""
+    defaults = {"smoothing": vt.SMOOTHING, "min_iou": vt.MIN_IOU, "max_missed": vt.MAX_MISSED}
+    return fer_faces.Tracker(**{**defaults, **settings})
+
+
 # --------------------------------------------------------------------------
 # Tracker
 # --------------------------------------------------------------------------
@@ -28,13 +35,13 @@ def one_hot(emotion: int) -> np.ndarray:
 
 def test_iou_of_known_boxes():
     boxes = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5]])
-    overlap = vt.iou(boxes, boxes[:1])
+    overlap = fer_faces.iou(boxes, boxes[:1])
     np.testing.assert_allclose(overlap[:, 0], [1.0, 50 / 150, 0.0])
-    assert vt.iou(boxes, np.zeros((0, 4))).shape == (3, 0)
+    assert fer_faces.iou(boxes, np.zeros((0, 4))).shape == (3, 0)
 
 
 def test_ids_survive_small_motion_and_new_faces_get_new_ids():
-    tracker = vt.Tracker(smoothing=0.5)
+    tracker = new_tracker(smoothing=0.5)
     left, right = np.array([100, 100, 80, 80]), np.array([400, 120, 90, 90])
     first = tracker.update(np.array([left, right]), np.array([UNIFORM, UNIFORM]))
     ids = [track.id for track in first]
@@ -48,7 +55,7 @@ def test_ids_survive_small_motion_and_new_faces_get_new_ids():
 
 
 def test_a_face_lost_for_too_long_comes_back_with_a_new_id():
-    tracker = vt.Tracker(max_missed=2)
+    tracker = new_tracker(max_missed=2)
     box = np.array([[50, 50, 60, 60]])
     assert tracker.update(box, np.array([UNIFORM]))[0].id == 1
     for _ in range(2):
@@ -60,7 +67,7 @@ def test_a_face_lost_for_too_long_comes_back_with_a_new_id():
 
 
 def test_frames_between_searches_do_not_count_as_misses():
-    tracker = vt.Tracker(max_missed=1)
+    tracker = new_tracker(max_missed=1)
     box, none = np.array([[50, 50, 60, 60]]), np.zeros((0, 4), int)
     assert tracker.update(box, np.array([UNIFORM]))[0].id == 1
     tracker.update(none, np.zeros((0, 7)))  # one search misses it
@@ -69,8 +76,20 @@ def test_frames_between_searches_do_not_count_as_misses():
     assert tracker.update(box, np.array([UNIFORM]))[0].id == 1
 
 
+def test_a_face_followed_but_never_found_again_ends_after_max_missed():
+    tracker = new_tracker(max_missed=2)
+    box, probabilities, followed = np.array([[50, 50, 60, 60]]), np.array([UNIFORM]), [False]
+    assert tracker.update(box, probabilities)[0].id == 1
+    for _ in range(2):  # searches that miss the face, still followed between them
+        assert tracker.update(box, probabilities, found=followed)[0].id == 1
+        assert tracker.update(box, probabilities, searched=False)[0].id == 1
+    assert tracker.update(box, probabilities, found=followed)[0].id == 1  # the third miss
+    assert tracker.shown == []  # shown one last time: not followed any further
+    assert tracker.update(box, probabilities)[0].id == 2
+
+
 def label_changes(probabilities: np.ndarray, smoothing: float) -> int:
-    tracker = vt.Tracker(smoothing=smoothing)
+    tracker = new_tracker(smoothing=smoothing)
     box = np.array([[10, 10, 50, 50]])
     shown = [tracker.update(box, p[None])[0].emotion for p in probabilities]
     return sum(a != b for a, b in itertools.pairwise(shown))
@@ -88,22 +107,27 @@ def test_smoothing_reduces_flips_on_a_noisy_sequence():
 
 def test_smoothed_label_follows_a_real_change_within_a_few_frames():
     sequence = np.array([one_hot(3)] * 30 + [one_hot(0)] * 30) * 0.8 + 0.2 * UNIFORM
-    tracker = vt.Tracker(smoothing=vt.SMOOTHING)
+    tracker = new_tracker()
     box = np.array([[10, 10, 50, 50]])
     shown = [tracker.update(box, p[None])[0].emotion for p in sequence]
     assert shown[29] == "Happy"
     assert "Angry" in shown[30:34] and set(shown[34:]) == {"Angry"}
 
 
+def haar_pipeline(*options: str) -> vt.Pipeline:
+    return vt.Pipeline(vt.parse_args(["--model", str(ROOT / "models"), "--detector", "haar",
+                                      *options]))  # fmt: skip
+
+
 def test_tracks_follow_a_moving_face_between_detections():
     """Between full detections the face is followed by template matching."""
     photo = cv2.imread(str(SAMPLE_PHOTO))
-    pipeline = vt.Pipeline(vt.parse_args(["--model", str(ROOT / "models"), "--detect-every", "50"]))
+    pipeline = haar_pipeline("--detect-every", "50")
     height, width = photo.shape[:2]
-    for index, dx in enumerate(range(0, 40, 4)):  # the face slides 4 px right per frame
+    for dx in range(0, 40, 4):  # the face slides 4 px right per frame
         shift = np.float32([[1, 0, dx], [0, 1, dx // 2]])
         frame = cv2.warpAffine(photo, shift, (width, height), borderMode=cv2.BORDER_REPLICATE)
-        tracks = pipeline(frame, index)
+        tracks = pipeline(frame)
         assert [track.id for track in tracks] == [1]
         x, y, _, _ = tracks[0].box
         assert abs(x - (SAMPLE_FACE[0] + dx)) <= 3 and abs(y - (SAMPLE_FACE[1] + dx // 2)) <= 3
@@ -112,33 +136,34 @@ def test_tracks_follow_a_moving_face_between_detections():
 def test_background_search_never_holds_up_a_frame(monkeypatch):
     """With a live camera the whole-frame search runs beside the frames: while it
     runs, frames go on (faces followed); its faces join when it is done."""
-    pipeline = vt.Pipeline(vt.parse_args(["--model", str(ROOT / "models")]))
-    searched = pipeline.find_faces
+    pipeline = haar_pipeline()
+    finder = pipeline.finder
+    search = finder.detector
     release = threading.Event()
 
-    def slow_search(gray):
+    def slow_search(frame, gray):
         release.wait(timeout=30)
-        return searched(gray)
+        return search(frame, gray)
 
-    monkeypatch.setattr(pipeline, "find_faces", slow_search)
-    pipeline.search_in_background()
+    monkeypatch.setattr(finder, "detector", slow_search)
+    finder.search_in_background()
     photo = cv2.imread(str(SAMPLE_PHOTO))
     try:
-        for index in range(5):  # the search is still running: no face yet, no waiting
+        for _ in range(5):  # the search is still running: no face yet, no waiting
             started = time.perf_counter()
-            assert pipeline(photo.copy(), index) == []
+            assert pipeline(photo.copy()) == []
             assert time.perf_counter() - started < 5
         release.set()
-        pipeline.search.result(timeout=30)
-        tracks = pipeline(photo.copy(), 5)
+        finder.search.result(timeout=30)
+        tracks = pipeline(photo.copy())
         assert [track.id for track in tracks] == [1]
         assert np.abs(tracks[0].box - SAMPLE_FACE).max() <= 3
-        assert [track.id for track in pipeline(photo.copy(), 6)] == [1]  # followed
+        assert [track.id for track in pipeline(photo.copy())] == [1]  # followed
     finally:
         release.set()
-        pipeline.close()
+        finder.close()
     with pytest.raises(RuntimeError):  # closed: takes no more searches
-        pipeline.searcher.submit(int)
+        finder.searcher.submit(int)
 
 
 # --------------------------------------------------------------------------

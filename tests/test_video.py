@@ -26,7 +26,7 @@ SHIPPED = ROOT / "models"
 def test_headless_run_on_a_clip_writes_video_face_log_and_summary(photo_clip: Path, tmp_path: Path):
     output, log, summary = tmp_path / "annotated.mp4", tmp_path / "faces.csv", tmp_path / "s.png"
     result = run_script(
-        "video_tester.py", "--source", str(photo_clip), "--no-display",
+        "video_tester.py", "--source", str(photo_clip), "--no-display", "--detector", "haar",
         "--output", str(output), "--log", str(log), "--summary", str(summary),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -64,7 +64,7 @@ def test_headless_run_on_a_clip_writes_video_face_log_and_summary(photo_clip: Pa
 def test_annotation_is_drawn_on_the_face(tmp_path: Path):
     output = tmp_path / "annotated.png"
     result = run_script("video_tester.py", "--source", str(SAMPLE_PHOTO), "--no-display",
-                        "--output", str(output))  # fmt: skip
+                        "--detector", "haar", "--output", str(output))  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     before, after = cv2.imread(str(SAMPLE_PHOTO)), cv2.imread(str(output))
     changed = np.any(np.abs(before.astype(int) - after.astype(int)) > 40, axis=2)
@@ -76,8 +76,8 @@ def test_annotation_is_drawn_on_the_face(tmp_path: Path):
 
 def test_shipped_model_labels_the_sample_photo_sensibly():
     """The astronaut smiles broadly: the shipped model must say Happy."""
-    pipeline = vt.Pipeline(vt.parse_args(["--model", str(SHIPPED)]))
-    tracks = pipeline(cv2.imread(str(SAMPLE_PHOTO)), 0, new_scene=True)
+    pipeline = vt.Pipeline(vt.parse_args(["--model", str(SHIPPED), "--detector", "haar"]))
+    tracks = pipeline(cv2.imread(str(SAMPLE_PHOTO)), new_scene=True)
     assert len(tracks) == 1
     assert tracks[0].emotion == "Happy"
     assert tracks[0].probabilities.max() > 0.5

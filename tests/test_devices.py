@@ -17,7 +17,17 @@ from conftest import ROOT, SMALL, write_fer_csv
 # One process (JAX starts slowly), two trainings as the command line runs them.
 TRAIN_ON_1_THEN_2_DEVICES = """
 import sys
+import keras
 import emotion_recognition as er
+
+fit = keras.Model.fit
+
+def fit_and_tell(model, *args, **kwargs):  # where the weights were while training
+    history = fit(model, *args, **kwargs)
+    print(f"weights on {len(model.trainable_variables[0].value.sharding.device_set)} devices")
+    return history
+
+keras.Model.fit = fit_and_tell
 
 flags, out = sys.argv[1:-1], sys.argv[-1]
 for devices in ("1", "2"):
@@ -40,6 +50,8 @@ def test_two_devices_train_as_one_does(tmp_path: Path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "training on 2 devices (cpu:0, cpu:1), 16 faces of every batch each" in result.stdout
+    assert result.stdout.count("weights on 1 devices") == 1  # the 1-device run
+    assert result.stdout.count("weights on 2 devices") == 1  # copied to both
 
     logs = {}
     for devices, names in ((1, ["cpu:0"]), (2, ["cpu:0", "cpu:1"])):

@@ -3,6 +3,7 @@
     python emotion_recognition.py                      # the shipped model's recipe
     python emotion_recognition.py --preset fast        # a smaller recipe, ~45 min on 2 cores
     python emotion_recognition.py --epochs 3 --limit 2000   # a quick try
+    python emotion_recognition.py --resume             # go on after a crash or Ctrl-C
     python emotion_recognition.py --evaluate           # re-test the saved model
     python emotion_recognition.py --export             # models/fer.tflite for LiteRT
 
@@ -17,10 +18,7 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ import pandas as pd
 
 import fer_common as fer
 import fer_data
+import fer_runs
 from fer_common import UserError, atomic_path
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 
 DATA = str(HERE / "data" / "fer2013.csv")  # Kaggle CSV (.csv, .csv.gz, .csv.xz) or image folders
 OUT_DIR = str(HERE / "models")
+RUNS = str(HERE / "runs")  # a folder per training run: each epoch's checkpoint, for --resume
+DEVICES = 0  # accelerators to train on, with the JAX backend (0: all visible; 1: one)
 LIMIT = 0  # train on this many random training faces only (0: all of them)
 SEED = 42
 
@@ -110,14 +111,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"write OUT_DIR/{fer.MODEL_TFLITE} (LiteRT)",
     )
-    preset = parser.parse_known_args(argv)[0].preset
-    if preset not in PRESETS:
-        parser.error(f"--preset {preset}: choose one of {', '.join(PRESETS)}")
-    parser.set_defaults(**PRESETS[preset])  # flags given on the command line still win
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN",
+        help="go on with the latest run in RUNS (or with RUN) from its last finished epoch, "
+        "with its settings",
+    )
+    known = parser.parse_known_args(argv)[0]
+    if known.preset not in PRESETS:
+        parser.error(f"--preset {known.preset}: choose one of {', '.join(PRESETS)}")
+    parser.set_defaults(**PRESETS[known.preset])  # flags given on the command line still win
+    if known.resume:
+        run = fer_runs.Run.open(known.resume, known.runs)
+        parser.set_defaults(**run.state["settings"])  # here too
     cfg = parser.parse_args(argv)
     if cfg.batch_norm not in ("every", "block"):
         parser.error(f"--batch-norm {cfg.batch_norm}: choose every or block")
+    if known.resume:
+        cfg.resume = str(run.folder)
     return cfg
+
+
+def settings(cfg: argparse.Namespace) -> dict:
+    """The values of the settings at the top of this file (not --evaluate and such)."""
+    return {name.lower(): getattr(cfg, name.lower()) for name in SETTINGS}
 
 
 # --------------------------------------------------------------------------
@@ -140,7 +159,8 @@ def build_model(train_faces: np.ndarray, cfg: argparse.Namespace):
         layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="nearest", **pixels),
     ]
     # (x - mean) / std of the training faces, as numbers in the architecture file.
-    mean, std = float(train_faces.mean()), float(train_faces.std()) or 1.0
+    mean, std = fer_data.pixel_mean_std(train_faces)  # (no float copy of all faces)
+    std = std or 1.0
     normalize = layers.Rescaling(1 / std, offset=-mean / std, name="normalize", dtype="float32")
     kernel = gaussian_kernel(cfg.input_blur) if cfg.input_blur > 0 else None
     blur = [] if kernel is None else [
@@ -208,47 +228,68 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def choose_devices(setting: int, batch_size: int):
+    """A `keras.distribution.DataParallel` over the devices to train on (each takes
+    an equal share of every batch), or None for one device."""
+    import keras
+
+    devices = keras.distribution.list_devices()
+    count = setting or len(devices)
+    if count > len(devices):
+        raise UserError(f"--devices {count}: only {len(devices)} visible ({', '.join(devices)})")
+    if count == 1:
+        return None
+    if keras.backend.backend() != "jax":
+        if setting:
+            raise UserError(
+                f"--devices {count} needs the JAX backend: KERAS_BACKEND=jax python "
+                "emotion_recognition.py ..."
+            )
+        print(f"training on one of {count} devices; KERAS_BACKEND=jax trains on all of them")
+        return None
+    if batch_size % count:
+        raise UserError(f"--batch-size {batch_size} does not split evenly over {count} devices")
+    print(f"training on {count} devices ({', '.join(devices[:count])}), "
+          f"{batch_size // count} faces of every batch each")  # fmt: skip
+    return keras.distribution.DataParallel(devices=devices[:count])
+
+
 # --------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------
 
 
-def train(model, data, cfg: argparse.Namespace, scratch: Path) -> int:
-    """Fit with the best validation epoch kept; Ctrl-C stops early. Returns epochs run.
-
-    The checkpoint and the epoch log go to `scratch`, never over a saved model."""
+def train(model, data, cfg: argparse.Namespace, run: fer_runs.Run) -> int:
+    """Fit from the run's last checkpoint on, checkpointing every epoch; keep the best
+    validation epoch; Ctrl-C stops early. Returns the epochs run in all."""
     import keras
 
-    (x_train, y_train), (x_val, y_val) = data["train"], data["val"]
-    compile_model(model, cfg, len(x_train))
-    best, log_path = scratch / "best.weights.h5", scratch / "training_log.csv"
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            best, monitor="val_accuracy", save_best_only=True, save_weights_only=True
-        ),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.patience),
-        keras.callbacks.CSVLogger(str(log_path)),
-    ]
+    compile_model(model, cfg, len(data["train"][1]))
+    plateau = None
     if cfg.lr_schedule == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
-        )
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
+    checkpoint = fer_runs.Checkpoint(run, cfg.patience, plateau)  # after the plateau: its state
+    distribution = keras.distribution.distribution()
+    split = 1 if distribution is None else distribution.device_mesh.devices.size
+    batches = fer_data.FaceBatches(
+        *data["train"], cfg.batch_size, seed=cfg.seed, first_epoch=run.epoch, split=split
+    )
     try:
-        model.fit(
-            x_train,
-            one_hot(y_train),
-            validation_data=(x_val, one_hot(y_val)),
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in a log
-        )
+        if not run.finished(cfg.epochs, cfg.patience):
+            model.fit(
+                batches,
+                steps_per_epoch=len(batches),
+                shuffle=False,  # the batches come shuffled
+                validation_data=fer_data.FaceBatches(*data["val"], cfg.batch_size, split=split),
+                epochs=cfg.epochs,
+                initial_epoch=run.epoch,
+                callbacks=[plateau, checkpoint] if plateau else [checkpoint],
+                verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in a log
+            )
     except KeyboardInterrupt:
         print("\nstopped: keeping the best epoch so far")
-    if not best.exists():
-        raise UserError("stopped before the first epoch finished; nothing was saved")
-    model.load_weights(best)
-    return len(pd.read_csv(log_path))
+    run.load_best(model)
+    return run.epoch
 
 
 def compile_model(model, cfg: argparse.Namespace, train_faces: int) -> None:
@@ -264,10 +305,6 @@ def compile_model(model, cfg: argparse.Namespace, train_faces: int) -> None:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         metrics=["accuracy"],
     )
-
-
-def one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(len(fer.EMOTIONS), dtype="float32")[labels]
 
 
 # --------------------------------------------------------------------------
@@ -471,7 +508,19 @@ def main() -> None:
         keras.mixed_precision.set_global_policy(precision)
     except ValueError as error:
         raise UserError(f"--precision {precision}: {fer.first_line(error)}") from None
+    distribution = choose_devices(cfg.devices, cfg.batch_size)
     data_path = fer_data.find_data(cfg.data)
+    data_sha256 = fer_data.file_sha256(data_path)
+    run = fer_runs.Run.open(cfg.resume, cfg.runs) if cfg.resume else None
+    if run:
+        run.check_data(data_sha256, data_path)
+        changed = [
+            f"{name} {run.state['settings'].get(name)} -> {value}"
+            for name, value in settings(cfg).items()
+            if run.state["settings"].get(name) != value
+        ]
+        print(f"resuming {run.folder} after epoch {run.epoch}"
+              + (f", with changed settings: {', '.join(changed)}" if changed else ""))  # fmt: skip
     data = fer_data.load_data(data_path, cfg)
     if cfg.limit:
         faces, labels = data["train"]
@@ -480,29 +529,40 @@ def main() -> None:
     print(", ".join(f"{name}: {len(labels)} faces" for name, (_, labels) in data.items()))
     print(f"computing in {precision}")
 
-    model = build_model(data["train"][0], cfg)
-    model.summary()
-    with tempfile.TemporaryDirectory() as scratch:
-        started = time.time()
-        epochs_run = train(model, data, cfg, Path(scratch))
-        seconds = time.time() - started
-        metrics = finish(model, data, cfg, Path(scratch))
+    # Variables made in the distribution's scope are copied to every device.
+    with distribution.scope() if distribution else contextlib.nullcontext():
+        model = build_model(data["train"][0], cfg)
+        model.summary()
+        if run:
+            run.check_architecture(model)
+        else:
+            run = fer_runs.Run.start(cfg.runs, settings(cfg), data_sha256, model)
+        print(f"checkpoint after every epoch: {run.folder}/ (go on after a crash: --resume)")
+        epochs_run = train(model, data, cfg, run)
+    metrics = finish(model, data, cfg, run)
     metrics.update(
         epochs_run=epochs_run,
-        training_seconds=round(seconds, 1),
+        best_epoch=run.state["best_epoch"],
+        training_seconds=round(run.state["training_seconds"], 1),
         hardware=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        devices=(
+            list(distribution.device_mesh.devices.flat)
+            if distribution
+            else keras.distribution.list_devices()[:1]
+        ),
         keras_backend=keras.backend.backend(),
         keras_version=keras.__version__,
         precision=precision,
-        data_sha256=fer_data.file_sha256(data_path),
-        config=vars(cfg),
+        data_sha256=data_sha256,
+        run=str(run.folder),
+        config=settings(cfg),
     )
     write_metrics(metrics, out_dir)
     print_summary(metrics)
     print(f"saved the model, metrics and plots to {out_dir}/")
 
 
-def finish(model, data: dict, cfg: argparse.Namespace, scratch: Path) -> dict:
+def finish(model, data: dict, cfg: argparse.Namespace, run: fer_runs.Run) -> dict:
     """Calibrate the trained model, evaluate it, and save it and its plots to OUT_DIR."""
     model = fer.inference_copy(model)  # float32, without the optimizer: as saved
     uncalibrated = model.predict(data["test"][0], batch_size=256, verbose=0)
@@ -517,7 +577,7 @@ def finish(model, data: dict, cfg: argparse.Namespace, scratch: Path) -> dict:
     out_dir = Path(cfg.out_dir)
     fer.save_model(model, out_dir)
     with atomic_path(out_dir / "training_log.csv") as tmp:
-        shutil.copyfile(scratch / "training_log.csv", tmp)
+        run.log_table().to_csv(tmp, index=False)
     plot_confusion(metrics["confusion_matrix"], out_dir / "confusion_matrix.png")
     plot_reliability(
         {"as trained": uncalibrated, "calibrated (shipped)": probabilities},

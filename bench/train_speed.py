@@ -9,7 +9,9 @@ emotion_recognition.py, the shipped recipe's defaults unless the row says
 otherwise) on the FER-2013 training faces for --steps batches and reports the
 median step after a warm-up, so compilation and start-up do not count. Not a
 test: run it by hand, with nothing else running. The JAX rows need `pip install
-jax` (they are skipped, with the reason, without it).
+jax` (they are skipped, with the reason, without it). The "virtual devices" rows
+split the CPU into two XLA devices and train data-parallel (`--devices`), as on a
+machine with two GPUs: `--only virtual` runs just those.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 
+TWO_CPU_DEVICES = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 # row name -> (environment, emotion_recognition.py flags)
 ROWS = {
     "defaults (tensorflow, auto precision)": ({}, []),
@@ -35,6 +38,8 @@ ROWS = {
     "mixed_bfloat16": ({}, ["--precision", "mixed_bfloat16"]),
     "jax backend, float32": ({"KERAS_BACKEND": "jax"}, ["--precision", "float32"]),
     "jax backend, mixed_bfloat16": ({"KERAS_BACKEND": "jax"}, ["--precision", "mixed_bfloat16"]),
+    "jax, 1 of 2 virtual devices": (TWO_CPU_DEVICES, ["--precision", "float32", "--devices", "1"]),
+    "jax, 2 virtual devices": (TWO_CPU_DEVICES, ["--precision", "float32", "--devices", "2"]),
     "1 thread per op": ({"TF_NUM_INTRAOP_THREADS": "1"}, []),
     "ops 1 at a time": ({"TF_NUM_INTEROP_THREADS": "1"}, []),
     "batch 32": ({}, ["--batch-size", "32"]),
@@ -52,6 +57,8 @@ ROWS = {
 
 def measure(flags: list[str], data_path: str, steps: int) -> dict:
     """Train `steps` batches in this process; the median step time and what it implies."""
+    import contextlib
+
     import numpy as np
 
     import emotion_recognition as er
@@ -60,17 +67,19 @@ def measure(flags: list[str], data_path: str, steps: int) -> dict:
     cfg = er.parse_args(flags)
     keras = er.fer.keras
     keras.mixed_precision.set_global_policy(er.choose_precision(cfg.precision))
+    distribution = er.choose_devices(cfg.devices, cfg.batch_size)
     data = fer_data.load_data(fer_data.find_data(data_path), cfg)
     faces, labels = data["train"]
-    model = er.build_model(faces, cfg)
-    er.compile_model(model, cfg, len(faces))
-
     times = []
     timer = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: times.append(time.perf_counter())
     )
-    model.fit(faces, er.one_hot(labels), batch_size=cfg.batch_size, epochs=1,
-              steps_per_epoch=steps, callbacks=[timer], verbose=0)  # fmt: skip
+    with distribution.scope() if distribution else contextlib.nullcontext():
+        model = er.build_model(faces, cfg)
+        er.compile_model(model, cfg, len(faces))
+        split = distribution.device_mesh.devices.size if distribution else 1
+        batches = fer_data.FaceBatches(faces, labels, cfg.batch_size, seed=cfg.seed, split=split)
+        model.fit(batches, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
     step = float(np.median(np.diff(times[steps // 4 :])))  # after the warm-up
     return {
         "precision": keras.mixed_precision.global_policy().name,

@@ -24,6 +24,9 @@ FER2013 = Path(
 )
 SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
 
+# A small network that learns the synthetic stripes in seconds on a CPU.
+SMALL = ["--base-filters", "8", "--conv-blocks", "3", "--dense-units", "32", "--batch-size", "32"]
+
 
 def stripes(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
     """A learnable synthetic face: horizontal stripes whose count encodes the label.

@@ -205,3 +205,55 @@ def test_processed_training_faces_are_warned_about(fer_csv: Path, capsys, transf
     warnings = warnings_of(capsys)
     assert len(warnings) == 1 and warnings[0].startswith("warning: ")
     assert words in warnings[0] and "data/README.md" in warnings[0]
+
+
+# --------------------------------------------------------------------------
+# Batches for training: from uint8 arrays, reproducible by epoch
+# --------------------------------------------------------------------------
+
+
+def test_training_batches_cover_every_face_each_epoch_in_an_order_set_by_the_epoch():
+    faces, labels = synthetic_faces(per_class=10, seed=2)  # 70 faces: batches of 32
+    faces = faces[..., None]
+    batches = fer_data.FaceBatches(faces, labels, 32, seed=5)
+    assert len(batches) == 3 and batches.num_batches is None  # endless: fit cuts epochs
+
+    def epoch(stream: fer_data.FaceBatches, number: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [stream[number * len(stream) + step] for step in range(len(stream))]
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+    first, second = epoch(batches, 0), epoch(batches, 1)
+    for x, y in (first, second):
+        assert x.dtype == np.uint8 and x.shape == (96, 48, 48, 1)  # full batches only
+        assert y.dtype == np.float32 and y.shape == (96, 7)
+        # every face once, then the last batch topped up with the epoch's first faces
+        seen = {x[i].tobytes(): y[i].argmax() for i in range(70)}
+        assert seen == {faces[i].tobytes(): labels[i] for i in range(70)}
+        np.testing.assert_array_equal(x[70:], x[:26])
+    assert not np.array_equal(first[0], second[0])  # reshuffled
+    resumed = fer_data.FaceBatches(faces, labels, 32, seed=5, first_epoch=1)
+    np.testing.assert_array_equal(epoch(resumed, 0)[0], second[0])  # as if never stopped
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_validation_batches_give_every_face_once_in_even_shares(split: int):
+    faces, labels = synthetic_faces(per_class=5, seed=3)  # 35 faces
+    batches = fer_data.FaceBatches(faces[..., None], labels, 16, split=split)
+    parts = [batches[i] for i in range(batches.num_batches)]
+    assert all(len(part[0]) % split == 0 for part in parts)
+    if split == 1:  # as they are: no weights
+        assert all(len(part) == 2 for part in parts)
+        weights = np.ones(35)
+    else:  # padded with faces of weight 0
+        weights = np.concatenate([part[2] for part in parts])
+    x = np.concatenate([part[0] for part in parts])[weights == 1]
+    y = np.concatenate([part[1] for part in parts])[weights == 1]
+    np.testing.assert_array_equal(x[..., 0], faces)
+    np.testing.assert_array_equal(y.argmax(axis=1), labels)
+
+
+def test_pixel_mean_std_without_a_float_copy_matches_numpy():
+    faces = np.random.default_rng(0).integers(0, 256, (50, 48, 48, 1), dtype=np.uint8)
+    mean, std = fer_data.pixel_mean_std(faces, chunk=7)
+    assert mean == pytest.approx(faces.mean(), rel=1e-12)
+    assert std == pytest.approx(faces.std(), rel=1e-9)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import (
     ROOT,
+    SMALL,
     assert_one_line_error,
     assert_plain_keras_loads,
     run_script,
@@ -26,9 +27,6 @@ import emotion_recognition as er
 import fer_common as fer
 import fer_data
 
-# A small network that learns the synthetic stripes in seconds on a CPU.
-SMALL = ["--base-filters", "8", "--conv-blocks", "3", "--dense-units", "32", "--batch-size", "32"]
-
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
@@ -37,7 +35,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     data = write_fer_csv(root / "fer2013.csv", per_class=60)
     result = run_script(
         "emotion_recognition.py", "--data", str(data), "--out-dir", str(root / "models"),
-        "--epochs", "12", "--learning-rate", "0.003", "--precision", "mixed_bfloat16", *SMALL,
+        "--runs", str(root / "runs"), "--epochs", "12", "--learning-rate", "0.003",
+        "--precision", "mixed_bfloat16", *SMALL,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return data, root / "models"
@@ -137,7 +136,8 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):
     data = write_fer_csv(tmp_path / "fer2013.csv", per_class=20)
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "emotion_recognition.py"), "--data", str(data),
-         "--out-dir", str(tmp_path / "models"), "--epochs", "500", *SMALL],
+         "--out-dir", str(tmp_path / "models"), "--runs", str(tmp_path / "runs"),
+         "--epochs", "500", *SMALL],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
     )  # fmt: skip
     try:

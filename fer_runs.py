@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -197,6 +198,31 @@ class Checkpoint(fer.keras.callbacks.Callback):
         self.run.save_epoch(self.model, epoch, logs, seconds, self.plateau)
         if self.run.epoch - self.run.state["best_epoch"] >= self.patience:
             self.model.stop_training = True
+
+
+class CtrlC(fer.keras.callbacks.Callback):
+    """Ctrl-C during `fit` raises KeyboardInterrupt at the next batch's end. Raised
+    where the signal lands, it can land inside the input pipeline (tf.data runs the
+    batches' Python code), which swallows it and goes on training. A second Ctrl-C
+    interrupts at once. Use as a context manager around `fit`."""
+
+    def __enter__(self) -> CtrlC:
+        self.pressed = False
+        self.previous = signal.signal(signal.SIGINT, self.press)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def press(self, signum, frame) -> None:
+        self.pressed = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_train_batch_end
 
 
 def architecture(model) -> list:

@@ -1,4 +1,4 @@
-"""What the model looked at: Grad-CAM heat maps (Selvaraju et al., 2017) of the
+"""What the model looked at: Grad-CAM heat maps (Selvaraju et al., 2017; HiResCAM) of the
 model's last convolutional block, drawn over the faces of a frame or written as
 one picture per face with its top probabilities."""
 
@@ -20,11 +20,16 @@ class GradCam:
     """Heat maps, one (48, 48) array in [0, 1] per face, of where the last
     convolutional block saw evidence for the emotion asked about.
 
-    Grad-CAM weighs each feature map of that block by how much the emotion's score
-    grows with it (its mean gradient), adds them up and keeps the positive part.
-    The score is the emotion's logit less the mean logit, read from the model's
-    softmax as log p - mean(log p): the model's calibration (a temperature folded
-    into its last layer) only scales it, so the normalised map is the same."""
+    Grad-CAM in its element-wise form (HiResCAM, Draelos & Carin, 2020): each
+    feature map times the gradient of the emotion's score at the same place, summed
+    over the maps, positive part kept. Plain Grad-CAM first averages the gradient
+    over the image, which suits networks that end in global pooling; this one ends
+    in Flatten + Dense, where the average lost the sign: on the shipped model its
+    maps were empty (all negative) for 4 of 5 faces of the README picture, a
+    smiling face called Happy at 85 % among them. The score is the emotion's logit
+    less the mean logit, read from the model's softmax as log p - mean(log p): the
+    model's calibration (a temperature folded into its last layer) only scales it,
+    so the normalised map is the same."""
 
     def __init__(self, model):
         if isinstance(model, fer.LiteRTModel):
@@ -52,8 +57,7 @@ class GradCam:
         classes = np.array([fer.EMOTIONS.index(emotion) for emotion in emotions], np.int32)
         features, gradients = self.gradients(np.asarray(faces, np.float32), classes)
         features, gradients = np.asarray(features, np.float32), np.asarray(gradients, np.float32)
-        weights = gradients.mean(axis=(1, 2))  # (N, channels)
-        maps = np.maximum(np.einsum("nhwc,nc->nhw", features, weights), 0)
+        maps = np.maximum((features * gradients).sum(axis=-1), 0)  # (N, h, w)
         return np.stack([to_face_size(heat) for heat in maps])
 
     def features(self, faces):

@@ -366,14 +366,22 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Expected calibration error: the gap between confidence and accuracy, averaged
     over equal-width confidence bins weighted by their share of faces."""
+    gaps = reliability_bins(probabilities, labels, bins)
+    return float(sum(abs(confidence - accuracy) * share for confidence, accuracy, share in gaps))
+
+
+def reliability_bins(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> list[tuple[float, float, float]]:
+    """(mean confidence, accuracy, share of faces) of each equal-width confidence bin
+    that holds faces."""
     confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
     which = np.minimum((confidence * bins).astype(int), bins - 1)
-    gaps = [
-        abs(confidence[which == b].mean() - correct[which == b].mean()) * np.mean(which == b)
+    return [
+        (confidence[which == b].mean(), correct[which == b].mean(), np.mean(which == b))
         for b in range(bins)
         if np.any(which == b)
     ]
-    return float(np.sum(gaps))
 
 
 # --------------------------------------------------------------------------
@@ -442,17 +450,11 @@ def plot_reliability(curves: dict[str, np.ndarray], labels: np.ndarray, path: Pa
     fig, ax = plt.subplots(figsize=(6, 5.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
     for name, probabilities in curves.items():
-        confidence = probabilities.max(axis=1)
-        correct = probabilities.argmax(axis=1) == labels
-        which = np.minimum((confidence * bins).astype(int), bins - 1)
-        used = [b for b in range(bins) if np.sum(which == b) >= 10]  # skip near-empty bins
+        points = [(confidence, accuracy)
+                  for confidence, accuracy, share in reliability_bins(probabilities, labels, bins)
+                  if round(share * len(labels)) >= 10]  # skip near-empty bins  # fmt: skip
         ece = calibration_error(probabilities, labels, bins)
-        ax.plot(
-            [confidence[which == b].mean() for b in used],
-            [correct[which == b].mean() for b in used],
-            marker="o",
-            label=f"{name} (ECE {ece:.1%})",
-        )
+        ax.plot(*zip(*points), marker="o", label=f"{name} (ECE {ece:.1%})")
     ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     ax.set_title("Test reliability diagram")
     ax.grid(alpha=0.3)

@@ -580,6 +580,9 @@ def finish(model, data: dict, cfg: argparse.Namespace, run: fer_runs.Run) -> dic
     )
     out_dir = Path(cfg.out_dir)
     fer.save_model(model, out_dir)
+    if (out_dir / fer.MODEL_TFLITE).is_file():  # the demo's model: how well it does
+        litert = fer.load_model(out_dir / fer.MODEL_TFLITE).predict(data["test"][0])
+        metrics["litert_test_accuracy"] = float(np.mean(litert.argmax(axis=1) == labels))
     with atomic_path(out_dir / "training_log.csv") as tmp:
         run.log_table().to_csv(tmp, index=False)
     plot_confusion(metrics["confusion_matrix"], out_dir / "confusion_matrix.png")

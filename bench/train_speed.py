@@ -30,7 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 
-TWO_CPU_DEVICES = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+# Two devices on a busy 2-core CPU can reach a collective more than XLA's default 40 s
+# apart (it then aborts the process): allow 10 minutes.
+TWO_CPU_DEVICES = {
+    "KERAS_BACKEND": "jax",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+    "--xla_cpu_collective_call_terminate_timeout_seconds=600 "
+    "--xla_cpu_collective_timeout_seconds=600",
+}
 # row name -> (environment, emotion_recognition.py flags)
 ROWS = {
     "defaults (tensorflow, auto precision)": ({}, []),

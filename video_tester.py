@@ -68,9 +68,9 @@ SMOOTHING = 0.7  # share of a face's past probabilities kept each frame (0: raw 
 MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues the track
 MAX_MISSED = 5  # forget a face after this many whole-frame searches without it
 # Below this smoothed top probability a face is labelled "uncertain" (grey box): on
-# FER-2013's PrivateTest faces the shipped model's labels under 0.59 are wrong more
+# FER-2013's PrivateTest faces the shipped model's labels under 0.56 are wrong more
 # often than right (`python bench/confidence.py` measures it for models/).
-MIN_CONFIDENCE = 0.59
+MIN_CONFIDENCE = 0.56
 
 SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
 

@@ -230,8 +230,8 @@ def _can_export_litert(path: Path) -> bool:
 
 
 def _export_litert(model, path: Path) -> None:
-    """8-bit weights, and layers that compute in 8-bit integers on the fly: ~5x
-    faster on a CPU than float32, for a few hundredths of a point of accuracy."""
+    """8-bit weights, and layers that compute in 8-bit integers on the fly: several
+    times faster on a CPU than float32, for a few hundredths of a point of accuracy."""
     import tensorflow as tf  # the converter's option only: the model stays Keras
 
     with _quiet_stderr():  # the converter logs pages of MLIR

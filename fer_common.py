@@ -59,6 +59,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MODEL_JSON = "fer.json"
 MODEL_WEIGHTS = "fer.h5"
 MODEL_TFLITE = "fer.tflite"  # the same model for LiteRT (phones, boards, a fast CPU path)
+# How far the LiteRT twin's probabilities may stray from the Keras model's: its
+# weights are 8-bit (a twin of another model strays further).
+LITERT_TOLERANCE = 0.05
 FER2013_URL = (
     "https://www.kaggle.com/c/"
     "challenges-in-representation-learning-facial-expression-recognition-challenge/data"

@@ -315,7 +315,8 @@ def load_fastest_model(path: str, litert: bool = True):
     fast = fer.load_model(twin)
     probe = np.random.default_rng(0).integers(0, 256, (4, fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1))
     probe = probe.astype(np.float32)
-    if np.allclose(fast.predict_on_batch(probe), model.predict_on_batch(probe), atol=0.05):
+    if np.allclose(fast.predict_on_batch(probe), model.predict_on_batch(probe),
+                   atol=fer.LITERT_TOLERANCE):  # fmt: skip
         return fast
     print(f"{twin} is another model than {fer.MODEL_JSON}/{fer.MODEL_WEIGHTS}: using those "
           "(refresh it with `python emotion_recognition.py --export`)")  # fmt: skip

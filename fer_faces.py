@@ -31,6 +31,12 @@ DOWNLOAD_TIMEOUT = 30  # seconds without an answer before the download gives up
 TEMPLATE_SIZE = 24  # px: faces are followed between searches at this size
 FOLLOW_SCORE = 0.5  # template match a followed face needs; below, the face is lost
 CUT_THRESHOLD = 30  # mean grey-level change of a 32x24 thumbnail that counts as a camera cut
+# Where the picture changed: a pixel has changed when it is this many grey levels
+# outside the range of its old neighbours within SHAKE px (a shaking camera moves
+# the whole picture a few pixels); a 16x16 cell when a quarter of its pixels have.
+CHANGE_THRESHOLD = 25
+SHAKE = 7
+CHANGE_CELL = 16
 UNCERTAIN = "uncertain"  # the label shown when a face's top probability is too low
 
 
@@ -151,16 +157,26 @@ def faces_of(
 
 
 class FaceFinder:
-    """Finds the faces of each frame. The detector searches the whole frame every
-    `detect_every` frames, and at once after a camera cut or when a face is lost;
+    """Finds the faces of each frame. The detector searches every `detect_every`
+    frames, and the whole frame at once after a camera cut or when a face is lost;
     in between, each face is followed by matching its look near its last box (a
     fraction of a millisecond per face, where a search takes tens). A face that a
-    search misses stays as long as it can be followed."""
+    search misses stays as long as it can be followed.
 
-    def __init__(self, detector, detect_every: int, min_iou: float):
+    A new face changes the picture where it appears, so the periodic searches look
+    only where the picture changed since they last looked there (nothing changed:
+    no search). The whole frame again after a search that found a new face (a
+    search misses some faces, and faces come in groups), and every
+    `full_search_every`-th time, for a face that the searches missed by chance."""
+
+    def __init__(self, detector, detect_every: int, min_iou: float, full_search_every: int = 1):
         self.detector, self.detect_every, self.min_iou = detector, detect_every, min_iou
+        self.full_search_every = full_search_every
         self.since_search = detect_every  # search the first frame
+        self.periodic_searches = 0
+        self.whole_frame_next = True
         self.thumbnail: np.ndarray | None = None
+        self.searched_gray: np.ndarray | None = None  # the frame as the searches last saw it
         self.searcher: ThreadPoolExecutor | None = None  # see search_in_background
         self.search: Future | None = None
 
@@ -182,26 +198,73 @@ class FaceFinder:
         cut = new_scene or self.cut(gray)
         followed = [] if cut else self.follow(gray, tracks)
         self.since_search += 1
-        due = cut or len(followed) < len(tracks) or self.since_search >= self.detect_every
-        found = self.search_if(due, frame, gray)
+        region = None  # the whole frame
+        due = cut or len(followed) < len(tracks)
+        if not due and self.since_search >= self.detect_every:
+            due, region = True, self.changed_region(gray)
+        found = self.search_if(due, frame, gray, region)
         if found is None:
             return faces_of([], np.zeros(0), followed, searched=False)
         self.since_search = 0
         boxes, angles = found
         missed = [(track, box) for track, box in followed
                   if not (iou(box[None], boxes) >= self.min_iou).any()]  # fmt: skip
-        return faces_of(boxes, angles, missed, searched=True)
+        self.whole_frame_next = len(boxes) > len(followed) - len(missed)  # a face not followed
+        # Only a whole-frame search counts a miss for the faces it did not find.
+        return faces_of(boxes, angles, missed, searched=region is None)
 
-    def search_if(self, due: bool, frame: np.ndarray, gray: np.ndarray):
+    def search_if(self, due: bool, frame: np.ndarray, gray: np.ndarray, region=None):
         """The detector's (boxes, angles) when a search ends this frame, else None."""
         if self.searcher is None:
-            return self.detector(frame, gray) if due else None
+            return self.detect(frame, gray, region) if due else None
         if due and self.search is None:  # the frame is drawn on meanwhile: search a copy
-            self.search = self.searcher.submit(self.detector, frame.copy(), gray)
+            self.search = self.searcher.submit(self.detect, frame.copy(), gray, region)
         if self.search is not None and self.search.done():
             result, self.search = self.search.result(), None
             return result
         return None
+
+    def detect(
+        self, frame: np.ndarray, gray: np.ndarray, region: tuple[int, int, int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's boxes and angles in `region` (x0, y0, x1, y1; None: everywhere)."""
+        if region is None:
+            return self.detector(frame, gray)
+        x0, y0, x1, y1 = region
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((0, 4), int), np.zeros(0)
+        boxes, angles = self.detector(frame[y0:y1, x0:x1], gray[y0:y1, x0:x1])
+        return np.add(boxes, (x0, y0, 0, 0)), angles
+
+    def changed_region(self, gray: np.ndarray) -> tuple[int, int, int, int] | None:
+        """Where the picture changed since the searches last looked there (x0, y0,
+        x1, y1; empty if nowhere), widened so that a face there fits in; None: the
+        whole frame (see the class's docstring)."""
+        last, self.periodic_searches = self.searched_gray, self.periodic_searches + 1
+        if (
+            last is None
+            or last.shape != gray.shape
+            or self.whole_frame_next
+            or self.periodic_searches % self.full_search_every == 0
+        ):
+            self.searched_gray = gray.copy()
+            return None
+        near = np.ones((2 * SHAKE + 1, 2 * SHAKE + 1), np.uint8)
+        change = cv2.max(cv2.subtract(gray, cv2.dilate(last, near)),
+                         cv2.subtract(cv2.erode(last, near), gray))  # fmt: skip
+        change[:SHAKE], change[-SHAKE:], change[:, :SHAKE], change[:, -SHAKE:] = 0, 0, 0, 0
+        height, width = gray.shape
+        cells = cv2.resize(np.uint8(change > CHANGE_THRESHOLD), (width // CHANGE_CELL,
+                           height // CHANGE_CELL), interpolation=cv2.INTER_AREA)  # fmt: skip
+        rows, columns = np.nonzero(cells >= 0.25)
+        if len(rows) == 0:
+            return 0, 0, 0, 0
+        top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+        pad_y, pad_x = (bottom - top) // 2 + 1, (right - left) // 2 + 1  # a face reaches beyond
+        x0, x1 = max(left - pad_x, 0) * CHANGE_CELL, min((right + pad_x) * CHANGE_CELL, width)
+        y0, y1 = max(top - pad_y, 0) * CHANGE_CELL, min((bottom + pad_y) * CHANGE_CELL, height)
+        last[y0:y1, x0:x1] = gray[y0:y1, x0:x1]
+        return x0, y0, x1, y1
 
     def cut(self, gray: np.ndarray) -> bool:
         """Whether the picture changed at once, as at a camera cut."""

@@ -61,8 +61,10 @@ SCALE_FACTOR = 1.1  # Haar pyramid step: smaller finds more faces, slower
 MIN_NEIGHBORS = 8  # Haar votes a face needs: larger, fewer false faces
 MIN_FACE = 30  # Haar: smallest face searched for, in pixels: finds faces of ~36 px and up
 MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
-DETECT_EVERY = 15  # search the whole frame for faces every k-th frame (and at once after a
+DETECT_EVERY = 15  # search for new faces every k-th frame (the whole frame at once after a
 # camera cut or when a face is lost); in between, follow the faces already found
+FULL_SEARCH_EVERY = 4  # every k-th of those searches looks at the whole frame, the others
+# only where the picture changed (a new face changes it); 1: always the whole frame
 
 SMOOTHING = 0.7  # share of a face's past probabilities kept each frame (0: raw labels)
 MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues the track
@@ -253,7 +255,8 @@ class Pipeline:
     def reset(self) -> None:
         """Forget the faces, ids and timings: from here on, another video."""
         cfg = self.cfg
-        self.finder = fer_faces.FaceFinder(self.detector, cfg.detect_every, cfg.min_iou)
+        self.finder = fer_faces.FaceFinder(self.detector, cfg.detect_every, cfg.min_iou,
+                                           cfg.full_search_every)  # fmt: skip
         self.tracker = fer_faces.Tracker(cfg.smoothing, cfg.min_iou, cfg.max_missed,
                                          cfg.min_confidence)  # fmt: skip
         self.seconds = dict.fromkeys(("detect", "preprocess", "classify", "explain", "draw"), 0.0)
@@ -506,10 +509,11 @@ def print_summary(table: pd.DataFrame) -> None:
 
 def main() -> None:
     cfg = parse_args()
-    if cfg.detect_every < 1 or not 0 <= cfg.smoothing < 1 or not 0 <= cfg.min_confidence <= 1:
-        raise UserError(
-            "--detect-every must be >= 1, --smoothing in [0, 1) and --min-confidence in [0, 1]"
-        )
+    if min(cfg.detect_every, cfg.full_search_every) < 1 or not (
+        0 <= cfg.smoothing < 1 and 0 <= cfg.min_confidence <= 1
+    ):
+        raise UserError("--detect-every and --full-search-every must be >= 1, --smoothing in "
+                        "[0, 1) and --min-confidence in [0, 1]")  # fmt: skip
     pipeline = Pipeline(cfg)  # fails early on a missing model
     display = cfg.display and can_display()
 

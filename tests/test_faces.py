@@ -83,7 +83,7 @@ def test_every_face_of_a_clip_with_cuts_and_motion_is_labelled(detector):
 def test_a_face_that_searches_miss_stays_labelled(monkeypatch):
     """A search that misses a face (a turned head, a blur) does not take its label
     away while the face can still be followed."""
-    run = pipeline("--detector", "haar", "--detect-every", "3")
+    run = pipeline("--detector", "haar", "--detect-every", "3", "--full-search-every", "1")
     search, searches = run.finder.detector, []
 
     def forgetful(frame, gray):
@@ -100,6 +100,34 @@ def test_a_face_that_searches_miss_stays_labelled(monkeypatch):
         assert [track.id for track in tracks] == [1]
         assert np.abs(tracks[0].box[:2] - np.add(SAMPLE_FACE[:2], (dx, 0))).max() <= 3
     assert len(searches) == 4  # frames 0, 3, 6, 9: two of them found nothing
+
+
+def test_searches_between_whole_frame_ones_look_only_where_the_picture_changed(monkeypatch):
+    """A shaking camera over an empty room: the periodic searches find nothing
+    changed and do not run; a face steps in: the next search looks around it only,
+    and finds it where it is in the frame."""
+    run = pipeline("--detector", "haar", "--detect-every", "3", "--full-search-every", "100")
+    search, searched = run.finder.detector, []
+
+    def noted(frame, gray):
+        searched.append(gray.shape)
+        return search(frame, gray)
+
+    monkeypatch.setattr(run.finder, "detector", noted)
+    photo = cv2.imread(str(SAMPLE_PHOTO))
+    x, y, w, h = SAMPLE_FACE
+    room = photo.copy()
+    room[y - h // 4 : y + h + h // 4, x - w // 4 : x + w + w // 4] = np.median(photo, axis=(0, 1))
+    height, width = photo.shape[:2]
+    for frame, dx in enumerate([0, 2, 4, 2, 0, -2, 0]):
+        shift = np.float32([[1, 0, dx], [0, 1, 0]])
+        scene = photo if frame >= 5 else room  # the face steps in at frame 5
+        tracks = run(cv2.warpAffine(scene, shift, (width, height), borderMode=cv2.BORDER_REPLICATE))
+        assert len(tracks) == (frame == 6)
+    assert np.abs(tracks[0].box - np.add(SAMPLE_FACE, (dx, 0, 0, 0))).max() <= 3
+    # frame 0: the whole frame; 3: nothing changed, no search; 6: around the face
+    assert len(searched) == 2 and searched[0] == (height, width)
+    assert searched[1][0] * searched[1][1] < height * width / 2
 
 
 # --------------------------------------------------------------------------

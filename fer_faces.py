@@ -37,6 +37,7 @@ CUT_THRESHOLD = 30  # mean grey-level change of a 32x24 thumbnail that counts as
 CHANGE_THRESHOLD = 25
 SHAKE = 7
 CHANGE_CELL = 16
+CHANGE_SHARE = 0.25
 UNCERTAIN = "uncertain"  # the label shown when a face's top probability is too low
 
 
@@ -258,7 +259,7 @@ class FaceFinder:
         height, width = gray.shape
         cells = cv2.resize(np.uint8(change > CHANGE_THRESHOLD), (width // CHANGE_CELL,
                            height // CHANGE_CELL), interpolation=cv2.INTER_AREA)  # fmt: skip
-        rows, columns = np.nonzero(cells >= 0.25)
+        rows, columns = np.nonzero(cells >= CHANGE_SHARE)
         if len(rows) == 0:
             return 0, 0, 0, 0
         top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1

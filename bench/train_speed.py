@@ -31,9 +31,13 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 
 # Two devices on a busy 2-core CPU can reach a collective more than XLA's default 40 s
-# apart (it then aborts the process): allow 10 minutes.
+# apart (it then aborts the process): allow 10 minutes. XLA's CPU client runs every
+# device's computations on one pool of as many threads as cores; with two devices on
+# two cores a launch waiting for its turn can hold the thread the other device needs
+# to reach the all-reduce, and both wait for ever: PJRT_NPROC enlarges the pool.
 TWO_CPU_DEVICES = {
     "KERAS_BACKEND": "jax",
+    "PJRT_NPROC": "4",
     "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
     "--xla_cpu_collective_call_terminate_timeout_seconds=600 "
     "--xla_cpu_collective_timeout_seconds=600",

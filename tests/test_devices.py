@@ -47,7 +47,8 @@ def test_two_devices_train_as_one_does(tmp_path: Path):
         capture_output=True, text=True, timeout=900, cwd=ROOT,
         env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
              "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "  # on a busy CPU the two
-             "--xla_cpu_collective_call_terminate_timeout_seconds=600"},  # may meet >40 s apart
+             "--xla_cpu_collective_call_terminate_timeout_seconds=600",  # may meet >40 s apart
+             "PJRT_NPROC": "4"},  # XLA's threads: see TWO_CPU_DEVICES in bench/train_speed.py
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "training on 2 devices (cpu:0, cpu:1), 16 faces of every batch each" in result.stdout

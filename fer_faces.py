@@ -140,20 +140,34 @@ class Faces:
 
     boxes: np.ndarray  # (N, 4) x, y, w, h
     angles: np.ndarray  # (N,) degrees each face leans
-    found: np.ndarray  # (N,) bool: found by a whole-frame search (else followed)
+    found: np.ndarray  # (N,) bool: found by a search (else followed)
     searched: bool  # whether a whole-frame search ended this frame
+    looked: np.ndarray  # (N,) bool: a search ended this frame and looked where the face is
 
 
 def faces_of(
-    boxes: np.ndarray, angles: np.ndarray, followed: list[tuple[Track, np.ndarray]], searched: bool
+    boxes: np.ndarray,
+    angles: np.ndarray,
+    followed: list[tuple[Track, np.ndarray]],
+    searched: bool,
+    region: tuple[int, int, int, int] | None = (0, 0, 0, 0),
 ) -> Faces:
-    """Faces from a search's boxes and angles, then the followed faces it did not find."""
+    """Faces from a search's boxes and angles, then the followed faces it did not find.
+    `region`: where a search looked (x0, y0, x1, y1; None: the whole frame; the
+    default, empty: nowhere)."""
+    followed_boxes = np.reshape([box for _, box in followed], (-1, 4)).astype(int)
+    if region is None:
+        looked = np.ones(len(followed_boxes), bool)
+    else:
+        x0, y0, x1, y1 = region
+        x, y, w, h = followed_boxes.T
+        looked = (x >= x0) & (y >= y0) & (x + w <= x1) & (y + h <= y1)
     return Faces(
-        boxes=np.concatenate([np.reshape(boxes, (-1, 4)),
-                              np.reshape([box for _, box in followed], (-1, 4))]).astype(int),
+        boxes=np.concatenate([np.reshape(boxes, (-1, 4)), followed_boxes]).astype(int),
         angles=np.concatenate([angles, [track.angle for track, _ in followed]]),
         found=np.arange(len(boxes) + len(followed)) < len(boxes),
         searched=searched,
+        looked=np.concatenate([np.ones(len(boxes), bool), looked]),
     )  # fmt: skip
 
 
@@ -211,8 +225,7 @@ class FaceFinder:
         missed = [(track, box) for track, box in followed
                   if not (iou(box[None], boxes) >= self.min_iou).any()]  # fmt: skip
         self.whole_frame_next = len(boxes) > len(followed) - len(missed)  # a face not followed
-        # Only a whole-frame search counts a miss for the faces it did not find.
-        return faces_of(boxes, angles, missed, searched=region is None)
+        return faces_of(boxes, angles, missed, searched=region is None, region=region)
 
     def search_if(
         self, due: bool, frame: np.ndarray, gray: np.ndarray, region: tuple | None = None
@@ -350,15 +363,19 @@ class Tracker:
         probabilities: np.ndarray,
         searched: bool = True,
         found: np.ndarray | None = None,
+        looked: np.ndarray | None = None,
     ) -> list[Track]:
         """The track of each box, in order: continued where a box overlaps one, else new.
 
-        A whole-frame search (`searched`) counts a miss for each face it did not
-        find (`found`: which boxes it found; all by default, the others were
-        followed); a face followed between searches keeps its count."""
+        A search counts a miss for each face it looked for and did not find: a
+        whole-frame search (`searched`) for every face, also those no longer in view;
+        a search of part of the frame for the faces there (`looked`: which boxes a
+        search covered). `found`: which boxes a search found (all by default; the
+        others were followed). A face followed between searches keeps its count."""
         from scipy.optimize import linear_sum_assignment
 
         found = np.full(len(boxes), searched) if found is None else found
+        looked = np.zeros(len(boxes), bool) if looked is None else looked
         overlap = iou(boxes, np.array([t.box for t in self.tracks]).reshape(-1, 4))
         rows, cols = linear_sum_assignment(overlap, maximize=True)
         matched = {r: self.tracks[c] for r, c in zip(rows, cols) if overlap[r, c] >= self.min_iou}
@@ -382,6 +399,8 @@ class Tracker:
             track.label = track.emotion if sure else UNCERTAIN
             if found[i]:
                 track.missed = 0
+            elif looked[i] and not searched:  # a search of part of the frame missed it
+                track.missed += 1
             shown.append(track)
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         self.shown = [t for t in shown if t.missed <= self.max_missed]

@@ -68,7 +68,7 @@ FULL_SEARCH_EVERY = 4  # every k-th of those searches looks at the whole frame, 
 
 SMOOTHING = 0.7  # share of a face's past probabilities kept each frame (0: raw labels)
 MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues the track
-MAX_MISSED = 5  # forget a face after this many whole-frame searches without it
+MAX_MISSED = 5  # forget a face that this many searches in a row looked for and did not find
 # Below this smoothed top probability a face is labelled "uncertain" (grey box): on
 # FER-2013's PrivateTest faces the shipped model's labels under 0.56 are wrong more
 # often than right (`python bench/confidence.py` measures it for models/).
@@ -272,7 +272,8 @@ class Pipeline:
             crops = fer_faces.crop_upright(gray, faces.boxes, angles, self.cfg.margin)
         with self.stage("classify"):
             probabilities = self.classify(crops.astype(np.float32))
-            tracks = self.tracker.update(faces.boxes, probabilities, faces.searched, faces.found)
+            tracks = self.tracker.update(faces.boxes, probabilities, faces.searched, faces.found,
+                                         faces.looked)  # fmt: skip
             self.finder.remember(gray, tracks, faces)
         if self.explainer is not None:
             with self.stage("explain"):

@@ -88,6 +88,21 @@ def test_a_face_followed_but_never_found_again_ends_after_max_missed():
     assert tracker.update(box, probabilities)[0].id == 2
 
 
+def test_a_search_of_part_of_the_frame_counts_a_miss_only_for_the_faces_there():
+    tracker = new_tracker(max_missed=1)
+    inside, outside = np.array([50, 50, 60, 60]), np.array([400, 50, 60, 60])
+    tracks = tracker.update(np.array([inside, outside]), np.array([UNIFORM] * 2))
+    followed = list(zip(tracks, [inside, outside]))
+    for _ in range(2):  # two searches of the left part, each finding nothing
+        faces = fer_faces.faces_of(np.zeros((0, 4)), np.zeros(0), followed, searched=False,
+                                   region=(0, 0, 300, 300))  # fmt: skip
+        assert faces.looked.tolist() == [True, False]
+        tracker.update(faces.boxes, np.array([UNIFORM] * 2), faces.searched, faces.found,
+                       faces.looked)  # fmt: skip
+    assert [track.id for track in tracker.shown] == [2]  # the face on the left is gone
+    assert tracker.shown[0].missed == 0
+
+
 def label_changes(probabilities: np.ndarray, smoothing: float) -> int:
     tracker = new_tracker(smoothing=smoothing)
     box = np.array([[10, 10, 50, 50]])

@@ -283,7 +283,10 @@ def test_log_keeps_the_raw_probabilities_beside_the_smoothed_ones(tiny_model: Pa
     np.testing.assert_allclose(smoothed[0], raw[0], atol=1e-4)  # a new face: nothing to smooth
     ema = vt.SMOOTHING * smoothed[:-1] + (1 - vt.SMOOTHING) * raw[1:]
     np.testing.assert_allclose(smoothed[1:], ema, atol=2e-4)  # rounded to 4 decimals
-    assert np.abs(smoothed - raw).max() > 1e-3  # the clip's faces differ: so do the two
+    # The clip's faces differ, so the raw probabilities move from frame to frame; the
+    # smoothed ones move less. (An untrained model's move little: compare, not a bound.)
+    raw_moves, smoothed_moves = (np.abs(np.diff(p, axis=0)).sum() for p in (raw, smoothed))
+    assert raw_moves > 0 and smoothed_moves < 0.6 * raw_moves
     sure = rows["confidence"] >= 0.3
     top = np.array(fer.EMOTIONS)[smoothed.argmax(axis=1)]
     assert (rows["emotion"] == np.where(sure, top, UNCERTAIN)).all()

@@ -344,8 +344,14 @@ def draw(frame: np.ndarray, tracks: list[Track], fps: float) -> None:
         draw_label(frame, f"{fps:.1f} FPS", (0, 0), 0.7, (0, 0, 0), (0, 255, 0))
 
 
-def draw_label(frame: np.ndarray, text: str, corner: tuple[int, int], scale: float,
-          background: tuple, ink: tuple) -> None:  # fmt: skip
+def draw_label(
+    frame: np.ndarray,
+    text: str,
+    corner: tuple[int, int],
+    scale: float,
+    background: tuple[int, int, int],
+    ink: tuple[int, int, int],
+) -> None:
     """`text` on a filled rectangle whose bottom-left corner is `corner` (moved down
     to stay inside the frame)."""
     (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)

@@ -40,6 +40,7 @@ class GradCam:
         if not isinstance(model, keras.Sequential):
             raise UserError("--explain needs a keras.Sequential model, as training writes")
         cut = end_of_last_conv_block(model)
+        self.margins = cropped_margins(model)
         self.block, self.head = model.layers[:cut], model.layers[cut:]
         gradients = GRADIENTS.get(keras.backend.backend())
         if gradients is None:
@@ -58,7 +59,7 @@ class GradCam:
         features, gradients = self.gradients(np.asarray(faces, np.float32), classes)
         features, gradients = np.asarray(features, np.float32), np.asarray(gradients, np.float32)
         maps = np.maximum((features * gradients).sum(axis=-1), 0)  # (N, h, w)
-        return np.stack([to_face_size(heat) for heat in maps])
+        return np.stack([to_face_size(heat, self.margins) for heat in maps])
 
     def features(self, faces):
         """The last convolutional block's feature maps (N, h, w, channels)."""
@@ -89,11 +90,21 @@ def end_of_last_conv_block(model) -> int:
     return cut
 
 
-def to_face_size(heat: np.ndarray) -> np.ndarray:
-    """A coarse heat map scaled to the face (48x48) and to [0, 1] (its hottest point: 1)."""
-    size = (fer.IMAGE_SIZE, fer.IMAGE_SIZE)
+def cropped_margins(model) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The ((top, bottom), (left, right)) pixels the model's Cropping2D layers cut off
+    the face before its convolutions see it."""
+    cut = [layer.cropping for layer in model.layers if isinstance(layer, keras.layers.Cropping2D)]
+    (top, bottom), (left, right) = np.sum([((0, 0), (0, 0)), *cut], axis=0)
+    return (int(top), int(bottom)), (int(left), int(right))
+
+
+def to_face_size(heat: np.ndarray, margins=((0, 0), (0, 0))) -> np.ndarray:
+    """A coarse heat map scaled to the face (48x48) and to [0, 1] (its hottest point: 1);
+    `margins` (as `cropped_margins` returns) stay cold: the model never saw them."""
+    (top, bottom), (left, right) = margins
+    size = (fer.IMAGE_SIZE - left - right, fer.IMAGE_SIZE - top - bottom)  # (width, height)
     heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
-    heat = np.maximum(heat, 0)  # cubic interpolation overshoots a little
+    heat = np.pad(np.maximum(heat, 0), margins)  # (cubic interpolation overshoots a little)
     top = heat.max()
     return heat / top if top > 0 else heat
 

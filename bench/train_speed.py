@@ -61,6 +61,8 @@ ROWS = {
     "base filters 48": ({}, ["--base-filters", "48"]),
     "base filters 64": ({}, ["--base-filters", "64"]),
     "3 conv blocks": ({}, ["--conv-blocks", "3"]),
+    "44 px crops": ({}, ["--crop", "44"]),
+    "40 px crops": ({}, ["--crop", "40"]),
     "BatchNorm per block": ({}, ["--batch-norm", "block"]),
     "fast preset": ({}, ["--preset", "fast"]),
 }

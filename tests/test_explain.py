@@ -148,6 +148,18 @@ def test_grad_cam_takes_the_last_conv_block_of_the_training_architecture(batch_n
     assert heat.min() >= 0 and heat.max() <= 1
 
 
+def test_grad_cam_leaves_the_margins_a_cropping_model_never_sees_cold():
+    faces = synthetic_faces(per_class=2)[0][..., None]
+    model = er.build_model(faces, small_cfg("--crop", "40"))
+    assert fer_explain.cropped_margins(model) == ((4, 4), (4, 4))
+    heat = fer_explain.GradCam(model)(faces[:3].astype(np.float32), ["Happy", "Sad", "Fear"])
+    assert heat.shape == (3, fer.IMAGE_SIZE, fer.IMAGE_SIZE)
+    inside = heat[:, 4:-4, 4:-4]
+    assert np.all(inside.reshape(3, -1).max(axis=1) == 1)  # each map's hottest point is seen
+    assert not heat[:, :4].any() and not heat[:, -4:].any()
+    assert not heat[:, :, :4].any() and not heat[:, :, -4:].any()
+
+
 def test_explaining_a_litert_file_is_a_one_line_error(tiny_model: Path):
     result = run_script("video_tester.py", "--model", str(tiny_model / fer.MODEL_TFLITE),
                         "--source", str(SAMPLE_PHOTO), "--no-display", "--explain")  # fmt: skip

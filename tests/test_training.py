@@ -276,3 +276,11 @@ def test_a_preset_sets_its_settings_and_flags_still_win():
         assert getattr(cfg, name) == value, name
     assert er.parse_args(["--preset", "fast", "--epochs", "3"]).epochs == 3
     assert er.parse_args([]).epochs == er.EPOCHS
+
+
+@pytest.mark.parametrize("size", ["41", "50", "8"])
+def test_a_crop_that_cannot_be_centred_in_the_face_is_refused(size, capsys):
+    with pytest.raises(SystemExit):
+        er.parse_args(["--crop", size])
+    assert f"--crop {size}: choose an even size" in capsys.readouterr().err
+    assert er.parse_args(["--crop", "40"]).crop == 40

@@ -64,6 +64,7 @@ ROWS = {
     "44 px crops": ({}, ["--crop", "44"]),
     "40 px crops": ({}, ["--crop", "40"]),
     "BatchNorm per block": ({}, ["--batch-norm", "block"]),
+    "BatchNorm per block, none in the first": ({}, ["--batch-norm", "late"]),
     "fast preset": ({}, ["--preset", "fast"]),
 }
 

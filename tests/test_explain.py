@@ -132,7 +132,7 @@ def small_cfg(*options: str) -> argparse.Namespace:
     return er.parse_args([*small, "--input-blur", "1", *options])
 
 
-@pytest.mark.parametrize("batch_norm", ["every", "block"])
+@pytest.mark.parametrize("batch_norm", ["every", "block", "late"])
 def test_grad_cam_takes_the_last_conv_block_of_the_training_architecture(batch_norm):
     faces = synthetic_faces(per_class=2)[0][..., None]
     model = er.build_model(faces, small_cfg("--batch-norm", batch_norm))

@@ -3,6 +3,7 @@ the epoch time they imply, each option in a fresh process.
 
     python bench/train_speed.py [--data PATH] [--steps 120]
     python bench/train_speed.py --only "batch 128" "jax"   # some rows only
+    python bench/train_speed.py --only "per block" crops --rounds 3   # A/B on a shared machine
 
 Each row trains the project's own model (`build_model` + `compile_model` of
 emotion_recognition.py, the shipped recipe's defaults unless the row says
@@ -11,7 +12,10 @@ median step after a warm-up, so compilation and start-up do not count. Not a
 test: run it by hand, with nothing else running. The JAX rows need `pip install
 jax` (they are skipped, with the reason, without it). The "virtual devices" rows
 split the CPU into two XLA devices and train data-parallel (`--devices`), as on a
-machine with two GPUs: `--only virtual` runs just those.
+machine with two GPUs: `--only virtual` runs just those. On a virtual machine whose
+speed drifts (another tenant takes a core now and then), compare options with
+`--rounds N`: the rows run in turn, N times, and the table gives each row's median
+and range, so that a slow phase does not fall on one row only.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -109,6 +114,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
     parser.add_argument("--steps", type=int, default=120, help="batches timed per row")
     parser.add_argument("--only", nargs="*", help="rows whose name contains one of these")
+    parser.add_argument("--rounds", type=int, default=1, help="run the rows in turn, N times")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row
     args = parser.parse_args()
     if args.row:
@@ -116,27 +122,54 @@ def main() -> None:
         return
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{args.steps} batches per row, median step after a warm-up\n")  # fmt: skip
+          f"{args.steps} batches per row, median step after a warm-up"
+          + (f"; rows in turn, {args.rounds} rounds: median (range)" if args.rounds > 1 else "")
+          + "\n")  # fmt: skip
     header = ("option", "backend", "precision", "faces/s", "epoch (s)", "parameters")
-    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for name, (env, _) in ROWS.items():
-        if args.only and not any(word in name for word in args.only):
-            continue
-        if env.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
-            print(f"| {name} | skipped: JAX is not installed (pip install jax) |")
-            continue
-        result = subprocess.run(
-            [sys.executable, __file__, "--row", name, "--data", args.data,
-             "--steps", str(args.steps)],
-            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
-        )  # fmt: skip
-        if result.returncode != 0:
-            print(f"| {name} | failed: {result.stderr.strip().splitlines()[-1][:150]} |")
-            continue
-        row = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"| {name} | {row['backend']} | {row['precision']} | "
-              f"{row['faces_per_second']:.0f} | {row['epoch_seconds']:.0f} | "
-              f"{row['parameters']:,} |", flush=True)  # fmt: skip
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
+    rows = [name for name in ROWS if not args.only or any(word in name for word in args.only)]
+    results = {name: [] for name in rows}
+    for _ in range(args.rounds):
+        for name in rows:
+            results[name].append(measure_in_a_fresh_process(name, args))
+            if args.rounds == 1:
+                print_row(name, results[name])
+    if args.rounds > 1:
+        for name in rows:
+            print_row(name, results[name])
+
+
+def measure_in_a_fresh_process(name: str, args: argparse.Namespace) -> dict | str:
+    """The row's figures, or why there are none."""
+    env = ROWS[name][0]
+    if env.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
+        return "skipped: JAX is not installed (pip install jax)"
+    result = subprocess.run(
+        [sys.executable, __file__, "--row", name, "--data", args.data,
+         "--steps", str(args.steps)],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+    )  # fmt: skip
+    if result.returncode != 0:
+        return f"failed: {result.stderr.strip().splitlines()[-1][:150]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def print_row(name: str, results: list[dict | str]) -> None:
+    figures = [result for result in results if isinstance(result, dict)]
+    if not figures:
+        print(f"| {name} | {results[0]} |", flush=True)
+        return
+
+    def spread(key: str, form: str) -> str:
+        values = [figure[key] for figure in figures]
+        if len(values) == 1:
+            return format(values[0], form)
+        return f"{statistics.median(values):{form}} ({min(values):{form}}-{max(values):{form}})"
+
+    row = figures[0]
+    print(f"| {name} | {row['backend']} | {row['precision']} | "
+          f"{spread('faces_per_second', '.0f')} | {spread('epoch_seconds', '.0f')} | "
+          f"{row['parameters']:,} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

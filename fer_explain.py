@@ -105,8 +105,8 @@ def to_face_size(heat: np.ndarray, margins=((0, 0), (0, 0))) -> np.ndarray:
     size = (fer.IMAGE_SIZE - left - right, fer.IMAGE_SIZE - top - bottom)  # (width, height)
     heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
     heat = np.pad(np.maximum(heat, 0), margins)  # (cubic interpolation overshoots a little)
-    top = heat.max()
-    return heat / top if top > 0 else heat
+    hottest = heat.max()
+    return heat / hottest if hottest > 0 else heat
 
 
 # --------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def cropped_margins(model) -> tuple[tuple[int, int], tuple[int, int]]:
     return (int(top), int(bottom)), (int(left), int(right))
 
 
-def to_face_size(heat: np.ndarray, margins=((0, 0), (0, 0))) -> np.ndarray:
+def to_face_size(heat: np.ndarray, margins: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
     """A coarse heat map scaled to the face (48x48) and to [0, 1] (its hottest point: 1);
     `margins` (as `cropped_margins` returns) stay cold: the model never saw them."""
     (top, bottom), (left, right) = margins

@@ -80,7 +80,8 @@ INPUT_BLUR = 0.5
 # Cut every face to its central CROP x CROP pixels after the shift above, so that
 # training sees a randomly placed crop and inference the centre one, as published
 # FER-2013 models do (40-44 px, over hundreds of epochs); 48: the whole face. In a
-# 22-epoch run 40 px crops learned slower (README), so neither recipe uses them.
+# run planned for 22 epochs (stopped at 12), 40 px crops learned slower (README),
+# so neither recipe uses them.
 CROP = 48
 
 # Rare emotions are rarely predicted (Disgust is 1.5 % of the training faces):

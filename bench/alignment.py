@@ -77,7 +77,7 @@ def main() -> None:
                     table.setdefault(degrees, []).append(value)
 
     def probabilities(faces: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(np.stack(faces).astype(np.float32)))
+        return fer.predict(model, np.stack(faces))
 
     n = len(read[0])
     print(f"{n} faces from {len(IMAGES)} photos, found by YuNet, classified by {args.model}; "

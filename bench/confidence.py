@@ -3,7 +3,8 @@ label is wrong more often than right, on FER-2013's PrivateTest faces.
 
     python bench/confidence.py [--data PATH] [--model models/] [--bins 20]
 
-Sorts the faces by the model's top probability (calibrated, as the model ships),
+Sorts the faces by the model's top probability (calibrated, as the model ships,
+averaged over the demo's test-time views),
 cuts them into bins of equal count and prints each bin's confidence range and
 accuracy: the reliability table. The threshold is where that accuracy falls
 under one half: the boundary under the run of top bins that are each right at
@@ -63,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
 
     faces, labels = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))["test"]
-    probabilities = fer.load_model(args.model).predict(faces.astype(np.float32), verbose=0)
+    probabilities = fer.predict(fer.load_model(args.model), faces)  # as the demo classifies
     confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
     print(f"PrivateTest: {len(labels)} faces, accuracy {correct.mean():.1%}\n")
     print("| confidence | faces | accuracy |\n| --- | --- | --- |")

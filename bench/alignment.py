@@ -22,6 +22,7 @@ from accuracy import print_table  # bench/accuracy.py
 from fps import PHOTOS, ROOT  # bench/fps.py
 
 sys.path.insert(0, str(ROOT))
+import fer_common as fer
 import fer_faces
 import video_tester as vt
 

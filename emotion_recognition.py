@@ -1,7 +1,7 @@
 """Train a facial-expression CNN on FER-2013, evaluate it, save it to models/.
 
-    python emotion_recognition.py                      # the shipped model's recipe: 30 epochs
-    python emotion_recognition.py --preset fast        # the same in 18 epochs
+    python emotion_recognition.py                      # the shipped model's recipe: 100 epochs
+    python emotion_recognition.py --preset fast        # the same in 26 epochs
     python emotion_recognition.py --epochs 3 --limit 2000   # a quick try
     python emotion_recognition.py --resume             # go on after a crash or Ctrl-C
     python emotion_recognition.py --evaluate           # re-test the saved model
@@ -36,92 +36,129 @@ HERE = Path(__file__).resolve().parent
 # --------------------------------------------------------------------------
 
 DATA = str(HERE / "data" / "fer2013.csv")  # Kaggle CSV (.csv, .csv.gz, .csv.xz) or image folders
-OUT_DIR = str(HERE / "models")
+OUT_DIR = str(HERE / "models")  # where the trained model, its metrics and plots go
 RUNS = str(HERE / "runs")  # a folder per training run: each epoch's checkpoint, for --resume
 DEVICES = 0  # accelerators to train on, with the JAX backend (0: all visible; 1: one)
 LIMIT = 0  # train on this many random training faces only (0: all of them)
-SEED = 42
+SEED = 42  # seeds the shuffling, the augmentation and the weights: a run is repeatable
 
-EPOCHS = 100
-BATCH_SIZE = 64
+EPOCHS = 100  # passes over the training faces
+BATCH_SIZE = 64  # faces per training step
 LEARNING_RATE = 1e-3  # peak learning rate of AdamW
-# AdamW's decoupled weight decay: Keras multiplies it by the learning rate, as the
-# AdamW paper and PyTorch do, so 0.05 is the usual value (1e-4 would be almost none).
+# AdamW's decoupled weight decay; Keras multiplies it by the learning rate, as the
+# AdamW paper and PyTorch do, so the usual values apply (1e-4 is almost none)
 WEIGHT_DECAY = 0.05
-LABEL_SMOOTHING = 0.1
+LABEL_SMOOTHING = 0.1  # train towards 0.9 for the label, not 1: FER-2013's labels are noisy
 LR_SCHEDULE = "cosine"  # "cosine": decay to 0 over EPOCHS; "plateau": halve when stuck
 PATIENCE = 20  # stop after this many epochs without a better validation accuracy
-# "mixed_bfloat16" computes in bfloat16 (keeping float32 weights), "float32" does not;
-# "auto": bfloat16 where the hardware has fast units for it (a GPU; a CPU with AMX
-# or AVX-512 BF16). The saved model is float32 either way.
+# "mixed_bfloat16" computes in bfloat16 (keeping float32 weights), "float32" does
+# not; "auto": bfloat16 where the hardware has units for it (a GPU; a CPU with AMX
+# or AVX-512 BF16). The saved model is float32 either way
 PRECISION = "auto"
 
 BASE_FILTERS = 32  # filters of the first conv block; each next block doubles them
-CONV_BLOCKS = 4  # each: two 3x3 convolutions, then 2x2 max pooling
-# "every": BatchNorm after each convolution; "block": only after each block's second
-# one, which trains 1.35x faster on a CPU (TensorFlow's BatchNorm is slow there);
-# "late": as "block" but none in the first block, whose full-size maps hold half of
-# the values BatchNorm would normalise.
-BATCH_NORM = "late"
-DENSE_UNITS = 256
-CONV_DROPOUT = 0.1
-DENSE_DROPOUT = 0.3
+# conv blocks, each two 3x3 convolutions (BatchNorm after the second, but for the
+# first block's, whose full-size maps would cost the most to normalise) and pooling
+CONV_BLOCKS = 4
+DENSE_UNITS = 256  # units of the hidden dense layer
+CONV_DROPOUT = 0.1  # share of each conv block's outputs dropped in training
+DENSE_DROPOUT = 0.3  # share of the dense layer's outputs dropped in training
 
-# Augmentation, applied by layers inside the model during training only.
+# Augmentation: layers at the front of the model that change every training face
+# at random, and are silent at inference.
+
 FLIP = True  # mirror faces left-right
-ROTATION = 0.03  # fraction of a full turn (0.03: about 11 degrees)
-ZOOM = 0.1
-SHIFT = 0.1  # fraction of the image size
-# Cut every face to its central CROP x CROP pixels after the shift above, so that
-# training sees a randomly placed crop and inference the centre one (and, with
-# test-time views, the windows around it), as published FER-2013 models do; 48: the
-# whole face.
+ROTATION = 0.03  # turn faces by up to this fraction of a full turn (0.03: 11 degrees)
+ZOOM = 0.1  # zoom in or out by up to this fraction
+SHIFT = 0.1  # shift by up to this fraction of the face's size
+# cut every face to its central CROP x CROP pixels after the shift, so that training
+# sees a randomly placed crop and inference the centre one (and, with test-time
+# views, the windows around it), as published FER-2013 models do; 48: the whole face
 CROP = 44
-# What real footage does to a face, so that the model learns to ignore it: contrast
-# scaled by up to 1 +- CONTRAST and brightness shifted by up to BRIGHTNESS of the
-# grey range (both clipped, as an over- or under-exposed camera clips), a Gaussian
-# blur of up to BLUR px on half of the faces, sensor noise of NOISE times the face's
-# own contrast, and a random patch erased on ERASING of them (a hand); 0: off.
-CONTRAST = 0.5
-BRIGHTNESS = 0.3
-BLUR = 1.5
-NOISE = 0.1
-ERASING = 0.25
-# Rotating, zooming and shifting resample a face, which softens it (bilinear
-# interpolation): a network trained on such faces then meets sharper ones at test
-# time. A fixed Gaussian blur of this sigma (px) on every face, in training and at
-# inference, closes that gap; 0: none.
+# What real footage does to a face, so that the model learns to ignore it (0: off).
+
+CONTRAST = 0.5  # scale each face's contrast by 1 +- up to this (clipped, as a camera clips)
+BRIGHTNESS = 0.3  # shift its brightness by up to this share of the grey range (clipped)
+BLUR = 1.5  # blur half of the faces by a Gaussian of up to this sigma (px): focus, motion
+NOISE = 0.1  # sensor noise, as a share of each face's own contrast (after standardising)
+ERASING = 0.25  # share of the faces with a random patch covered (a hand, a microphone)
+# a fixed Gaussian blur (sigma, px) of every face in training and at inference, so
+# that faces softened by rotating and zooming meet equally soft ones in use; 0: none
 INPUT_BLUR = 0.5
 
 # Rare emotions are rarely predicted (Disgust is 1.5 % of the training faces):
 # subtract this times log(class share) from the logits; "auto": the value best
-# for validation macro-F1; 0: off.
+# for validation macro-F1; 0: off
 PRIOR_CORRECTION = "auto"
-# Divide the logits by a temperature fitted on the validation faces, so that a
-# face labelled with 80 % confidence is right about 80 % of the time.
+# divide the logits by a temperature fitted on the validation faces, so that a face
+# labelled with 80 % confidence is right about 80 % of the time
 CALIBRATE = True
 
-# For a CSV without a Usage column: seeded, stratified shares of the rows.
-VAL_FRACTION = 0.1
-TEST_FRACTION = 0.1
+VAL_FRACTION = 0.1  # for a CSV without a Usage column: the share held out for validation
+TEST_FRACTION = 0.1  # for a CSV without a Usage column: the share held out for the test
 MAX_BAD_FRACTION = 0.01  # refuse data with more broken rows/images than this
 
-# Named recipes (--preset NAME): settings that differ from the constants above.
-PRESET = "default"
+PRESET = "default"  # a named recipe of PRESETS: settings that differ from the ones above
 PRESETS = {
     "default": {},
-    "fast": {"epochs": 18},
+    "fast": {"epochs": 26},
 }
 
+
+def crop_size(text: str) -> int:
+    """An even crop size from 16 to the face's 48 px, so that it centres exactly."""
+    size = int(text)
+    if not (16 <= size <= fer.IMAGE_SIZE and (fer.IMAGE_SIZE - size) % 2 == 0):
+        raise ValueError(text)
+    return size
+
+
+crop_size.__name__ = f"even number from 16 to {fer.IMAGE_SIZE}"  # argparse's message
+
+# What the command line accepts for a setting where its default's type says too
+# little: choices, or a function that converts the text (ValueError: refused).
+ACCEPTS = {
+    "DEVICES": fer.number(0, kind=int),
+    "LIMIT": fer.number(0, kind=int),
+    "EPOCHS": fer.number(1, kind=int),
+    "BATCH_SIZE": fer.number(1, kind=int),
+    "LEARNING_RATE": fer.number(0),
+    "WEIGHT_DECAY": fer.number(0),
+    "LABEL_SMOOTHING": fer.number(0, 1),
+    "LR_SCHEDULE": ("cosine", "plateau"),
+    "PATIENCE": fer.number(1, kind=int),
+    "PRECISION": ("auto", "float32", "mixed_bfloat16"),
+    "BASE_FILTERS": fer.number(1, kind=int),
+    "CONV_BLOCKS": fer.number(1, 5, kind=int),
+    "DENSE_UNITS": fer.number(1, kind=int),
+    "CONV_DROPOUT": fer.number(0, 0.9),
+    "DENSE_DROPOUT": fer.number(0, 0.9),
+    "ROTATION": fer.number(0, 1),
+    "ZOOM": fer.number(0, 0.9),
+    "SHIFT": fer.number(0, 0.5),
+    "CROP": crop_size,
+    "CONTRAST": fer.number(0, 1),
+    "BRIGHTNESS": fer.number(0, 1),
+    "BLUR": fer.number(0, 5),
+    "NOISE": fer.number(0, 1),
+    "ERASING": fer.number(0, 1),
+    "INPUT_BLUR": fer.number(0, 5),
+    "PRIOR_CORRECTION": fer.auto_or(fer.number(0, 2)),
+    "VAL_FRACTION": fer.number(0, 0.5),
+    "TEST_FRACTION": fer.number(0, 0.5),
+    "MAX_BAD_FRACTION": fer.number(0, 1),
+    "PRESET": tuple(PRESETS),
+}
 SETTINGS = {
     name: value
     for name, value in globals().items()
-    if name.isupper() and name not in ("HERE", "PRESETS")
+    if name.isupper() and name not in ("HERE", "PRESETS", "ACCEPTS")
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = fer.settings_parser(SETTINGS, __doc__)
+def make_parser() -> argparse.ArgumentParser:
+    """The command line: a flag per setting above, and what else the script does."""
+    parser = fer.settings_parser(SETTINGS, __doc__, __file__, ACCEPTS)
     parser.add_argument(
         "--evaluate", action="store_true", help="test the saved model in OUT_DIR, no training"
     )
@@ -138,18 +175,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="go on with the latest run in RUNS (or with RUN) from its last finished epoch, "
         "with its settings",
     )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = make_parser()
     known = parser.parse_known_args(argv)[0]
-    if known.preset not in PRESETS:
-        parser.error(f"--preset {known.preset}: choose one of {', '.join(PRESETS)}")
     parser.set_defaults(**PRESETS[known.preset])  # flags given on the command line still win
     if known.resume:
         run = fer_runs.Run.open(known.resume, known.runs)
         parser.set_defaults(**run.state["settings"])  # here too
     cfg = parser.parse_args(argv)
-    if cfg.batch_norm not in ("every", "block", "late"):
-        parser.error(f"--batch-norm {cfg.batch_norm}: choose every, block or late")
-    if not (16 <= cfg.crop <= fer.IMAGE_SIZE and (fer.IMAGE_SIZE - cfg.crop) % 2 == 0):
-        parser.error(f"--crop {cfg.crop}: choose an even size from 16 to {fer.IMAGE_SIZE}")
     if known.resume:
         cfg.resume = str(run.folder)
     return cfg
@@ -206,9 +242,7 @@ def build_model(train_faces: np.ndarray, cfg: argparse.Namespace):
     stack += blur  # after standardising: its zero padding is mean grey
     for block in range(cfg.conv_blocks):
         for conv in range(2):
-            normalized = cfg.batch_norm == "every" or (
-                conv == 1 and (cfg.batch_norm == "block" or block > 0)
-            )
+            normalized = conv == 1 and block > 0  # the first block's maps cost the most
             stack.append(layers.Conv2D(cfg.base_filters * 2**block, 3, padding="same",
                                        use_bias=not normalized))  # fmt: skip
             stack += [layers.BatchNormalization(momentum=momentum)] if normalized else []

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import os
+import re
 import sys
 import tempfile
+import tokenize
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -92,24 +95,82 @@ def run_cli(main: Callable[[], None]) -> None:
         sys.exit(130)
 
 
-def settings_parser(settings: dict, description: str) -> argparse.ArgumentParser:
-    """A parser with one `--lower-case-name` flag per top-of-file setting."""
+def settings_parser(
+    settings: dict, description: str, source: str | Path, accepts: dict | None = None
+) -> argparse.ArgumentParser:
+    """A parser with one `--lower-case-name` flag per top-of-file setting. Its help is
+    the setting's comment in the `source` file; it accepts what `accepts` names for
+    it (a tuple of choices, or a function that converts the text or raises
+    ValueError), else what the type of its default reads."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    comments = setting_comments(Path(source).read_text())
+    accepts = accepts or {}
     for name, default in settings.items():
         flag = "--" + name.lower().replace("_", "-")
+        text = comments.get(name, "").replace("%", "%%")  # argparse formats help with %
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            parser.add_argument(
-                flag,
-                type=type(default),
-                default=default,
-                metavar=name,
-                help=f"default: {default}",
-            )
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"{text} (default: %(default)s)")  # fmt: skip
+            continue
+        accepted = accepts.get(name, type(default))
+        choices = accepted if isinstance(accepted, tuple) else None
+        parser.add_argument(
+            flag,
+            type=type(default) if choices else accepted,
+            choices=choices,
+            default=default,
+            metavar="|".join(map(str, choices)) if choices else name,
+            help=f"{text} (default: %(default)s)",
+        )
     return parser
+
+
+def setting_comments(source: str) -> dict[str, str]:
+    """Each top-level UPPER_CASE constant of a Python file's text, with its comment:
+    the comment lines right above it, then the comment at the end of its line."""
+    inline = {
+        token.start[0]: token.string.lstrip("#").strip()
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT and token.line.strip()[:1] != "#"
+    }
+    comments, above = {}, []
+    for number, line in enumerate(source.splitlines(), start=1):
+        if line.startswith("#"):
+            above.append(line.lstrip("#").strip())
+            continue
+        setting = re.match(r"([A-Z][A-Z0-9_]*) = ", line)
+        if setting:
+            tail = inline.get(number, "")
+            tail = "" if tail.startswith(("fmt:", "noqa")) else tail
+            comments[setting[1]] = " ".join([*above, tail]).strip()
+        above = []
+    return comments
+
+
+def auto_or(convert: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type: "auto", or what `convert` makes of the text."""
+
+    def auto_or_value(text: str) -> object:
+        return text if text == "auto" else convert(text)
+
+    auto_or_value.__name__ = f"'auto' or {convert.__name__}"  # for argparse's message
+    return auto_or_value
+
+
+def number(low: float, high: float = float("inf"), kind: type = float) -> Callable[[str], object]:
+    """An argparse type: a number of `kind` from `low` to `high` (both included)."""
+
+    def in_range(text: str) -> object:
+        value = kind(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    bounds = f"from {low:g}" + ("" if high == float("inf") else f" to {high:g}")
+    in_range.__name__ = f"{'whole ' if kind is int else ''}number {bounds}"
+    return in_range
 
 
 # --------------------------------------------------------------------------

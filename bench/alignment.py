@@ -1,6 +1,6 @@
 """Does turning faces upright (YuNet's eye landmarks) help the classifier?
 
-    python bench/alignment.py [--model models/]
+    python -m bench.alignment [--model models/]
 
 Each face of the real photos (../shared/photos and the bundled astronaut) is
 turned by ±10, ±20 and ±30 degrees about its centre, found with YuNet, cropped
@@ -18,13 +18,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from accuracy import print_table  # bench/accuracy.py
-from fps import PHOTOS, ROOT  # bench/fps.py
 
-sys.path.insert(0, str(ROOT))
 import fer_common as fer
 import fer_faces
 import video_tester as vt
+from bench.accuracy import print_table
+from bench.fps import PHOTOS, ROOT
 
 YUNET = ROOT.parent / "shared" / "yunet" / "face_detection_yunet_2023mar.onnx"
 IMAGES = [PHOTOS / "obama-720p.jpg", PHOTOS / "two_people.jpg", PHOTOS / "biden.jpg",

@@ -2,7 +2,7 @@
 optimizer state, synced to the disk, then state.json by an atomic rename) and its
 size, for the recipe's model and for the fast preset's.
 
-    python bench/checkpoint_cost.py [--writes 10] [--epoch-seconds 159]
+    python -m bench.checkpoint_cost [--writes 10] [--epoch-seconds 159]
 
 Writes into a temporary folder on the disk of the current directory (where runs/
 lives); no data set is needed (the weights' values do not change the cost). The
@@ -16,20 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+import emotion_recognition as er
+import fer_runs
+from bench.accuracy import print_table
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from accuracy import print_table  # noqa: E402
-
-import emotion_recognition as er  # noqa: E402
-import fer_runs  # noqa: E402
 
 # row name -> emotion_recognition.py flags
 ROWS = {"defaults": [], "--preset fast": ["--preset", "fast"]}

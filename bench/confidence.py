@@ -1,7 +1,7 @@
 """MIN_CONFIDENCE for video_tester.py: the top probability below which the model's
 label is wrong more often than right, on FER-2013's PrivateTest faces.
 
-    python bench/confidence.py [--data PATH] [--model models/] [--bins 20]
+    python -m bench.confidence [--data PATH] [--model models/] [--bins 20]
 
 Sorts the faces by the model's top probability (calibrated, as the model ships,
 averaged over the demo's test-time views),
@@ -16,17 +16,15 @@ Not a test: run it by hand (a minute on a CPU).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import emotion_recognition as er
+import fer_common as fer
+import fer_data
 
-import emotion_recognition as er  # noqa: E402
-import fer_common as fer  # noqa: E402
-import fer_data  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 

@@ -2,7 +2,7 @@
 sample photo and the shared photos, each as the model saw it, with its Grad-CAM
 heat map and its top-3 probabilities (the cards of `video_tester.py --explain-dir`).
 
-    python bench/explain_gallery.py [--model models/] [--out docs/explain.png] [PHOTO ...]
+    python -m bench.explain_gallery [--model models/] [--out docs/explain.png] [PHOTO ...]
 
 Also prints, per face, the shown label and how the heat splits between the eye
 band (upper half of the crop) and the mouth band (lower third): the figures for
@@ -12,18 +12,16 @@ the README's "what the model looks at" paragraph.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import fer_common as fer
+import fer_explain
+import video_tester as vt
 
-import fer_common as fer  # noqa: E402
-import fer_explain  # noqa: E402
-import video_tester as vt  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
 PHOTOS = [ROOT / "data" / "astronaut.jpg"] + [

@@ -2,8 +2,8 @@
 face detector, vs the `fer` package's.
 
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
-    python bench/fps.py [--frames 300] [--model models/] [--yunet PATH] [--clip VIDEO]
-    python bench/fps.py --explain --no-fer    # also the Haar rows with --explain (Grad-CAM)
+    python -m bench.fps [--frames 300] [--model models/] [--yunet PATH] [--clip VIDEO]
+    python -m bench.fps --explain --no-fer    # also the Haar rows with --explain (Grad-CAM)
 
 Builds video clips from real photos (../shared/photos and the bundled astronaut):
 640x480 and 1280x720 with 1 face, 4 (a 2x2 tile of portraits) and 6 (3x2), and a
@@ -33,14 +33,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import fer_common as fer
+import fer_faces
+import video_tester as vt
+from bench.accuracy import print_table
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from accuracy import print_table  # noqa: E402  (bench/accuracy.py, beside this file)
-
-import fer_common as fer  # noqa: E402
-import fer_faces  # noqa: E402
-import video_tester as vt  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "photos"
 SHARED_YUNET = ROOT.parent / "shared" / "yunet" / fer_faces.YUNET_PATH.name

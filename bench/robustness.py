@@ -3,7 +3,7 @@ put through the conditions webcams and recordings produce, side by side with the
 `fer` package.
 
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
-    python bench/robustness.py [--data PATH] [--model models/] [--no-fer]
+    python -m bench.robustness [--data PATH] [--model models/] [--no-fer]
 
 Each condition turns every 48x48 test face into what a camera would have given
 (see CONDITIONS); each model classifies them as it classifies faces in a video
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from accuracy import DEFAULT_DATA, ROOT, Contender, fer_package, ours, print_table
 
 import emotion_recognition as er
 import fer_common as fer
 import fer_data
+from bench.accuracy import DEFAULT_DATA, ROOT, Contender, fer_package, ours, print_table
 
 
 def scale_light(gain: float, offset: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:

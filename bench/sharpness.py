@@ -2,7 +2,7 @@
 sharpness of FER-2013's splits, of the training faces after each augmentation
 layer, and of test faces blurred by a few sigmas, side by side.
 
-    python bench/sharpness.py [--data PATH] [--faces 2000]
+    python -m bench.sharpness [--data PATH] [--faces 2000]
 
 Sharpness is the median variance of the Laplacian (higher is sharper); JPEG
 blockiness is the mean step across 8-pixel block borders over the mean step inside
@@ -12,18 +12,16 @@ blocks (1: no JPEG grid). Not a test: run it by hand (about a minute).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import emotion_recognition as er
+import fer_common as fer
+import fer_data
 
-import emotion_recognition as er  # noqa: E402
-import fer_common as fer  # noqa: E402
-import fer_data  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 

@@ -2,7 +2,7 @@
 expression, and how many frames a real change takes to show, with and without
 the demo's smoothing.
 
-    python bench/stability.py [--model models/] [--frames 300]
+    python -m bench.stability [--model models/] [--frames 300]
 
 Clips are built from real photos (see bench/fps.py): a still with a slight
 camera shake, sensor noise and flickering light (1 face and 4 faces, 640x480),
@@ -19,10 +19,9 @@ from collections import Counter
 
 import cv2
 import numpy as np
-from fps import PHOTOS, PORTRAITS, ROOT, portrait, scene  # bench/fps.py
 
-sys.path.insert(0, str(ROOT))
 import video_tester as vt
+from bench.fps import PHOTOS, PORTRAITS, ROOT, portrait, scene
 
 SIZE = (640, 480)
 

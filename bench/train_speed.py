@@ -1,9 +1,9 @@
 """Training speed of the recipe's options on this machine: faces per second and
 the epoch time they imply, each option in a fresh process.
 
-    python bench/train_speed.py [--data PATH] [--steps 120]
-    python bench/train_speed.py --only "batch 128" "jax"   # some rows only
-    python bench/train_speed.py --only "per block" crops --rounds 3   # A/B on a shared machine
+    python -m bench.train_speed [--data PATH] [--steps 120]
+    python -m bench.train_speed --only "batch 128" "jax"   # some rows only
+    python -m bench.train_speed --only "per block" crops --rounds 3   # A/B on a shared machine
 
 Each row trains the project's own model (`build_model` + `compile_model` of
 emotion_recognition.py, the shipped recipe's defaults unless the row says
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
 
 # Two devices on a busy 2-core CPU can reach a collective more than XLA's default 40 s
@@ -145,9 +145,10 @@ def measure_in_a_fresh_process(name: str, args: argparse.Namespace) -> dict | st
     if env.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
         return "skipped: JAX is not installed (pip install jax)"
     result = subprocess.run(
-        [sys.executable, __file__, "--row", name, "--data", args.data,
+        [sys.executable, "-m", "bench.train_speed", "--row", name, "--data", args.data,
          "--steps", str(args.steps)],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+        cwd=ROOT,
     )  # fmt: skip
     if result.returncode != 0:
         return f"failed: {result.stderr.strip().splitlines()[-1][:150]}"

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SAMPLE_PHOTO = ROOT / "data" / "astronaut.jpg"

@@ -102,14 +102,14 @@ def test_grad_cam_heat_concentrates_where_the_decision_is_made():
     assert_heat_where_the_decision_is(region_heat())
 
 
+PROJECT_PATHS = [str(ROOT), str(ROOT / "tests")]  # where the script finds the modules
 JAX_SCRIPT = """
 import sys
 import numpy as np
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 import fer_common as fer
 assert fer.keras.backend.backend() == "jax"
 import test_explain
-np.save(sys.argv[2], test_explain.region_heat())
+np.save(sys.argv[1], test_explain.region_heat())
 """
 
 
@@ -117,8 +117,9 @@ def test_grad_cam_with_jax_gives_tensorflows_heat_maps(tmp_path: Path):
     """The backend is fixed per process: JAX runs in its own."""
     out = tmp_path / "heat.npy"
     result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT, str(ROOT), str(out)], capture_output=True, text=True,
-        timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"}, cwd=tmp_path,
+        [sys.executable, "-c", JAX_SCRIPT, str(out)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join(PROJECT_PATHS)},
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     jax_heat = np.load(out)

@@ -1,0 +1,216 @@
+"""Label faces in a browser: the webcam live, or an uploaded photo or video.
+
+    python web_demo.py                     # then open http://127.0.0.1:7860
+    python web_demo.py --share             # also a public link (Colab, a remote GPU box)
+    python web_demo.py --detector yunet    # any setting of video_tester.py, same defaults
+
+A local web page (Gradio) around video_tester.py's pipeline: the same detector,
+tracker, model and drawing. The page sends each webcam frame and gets it back
+labelled; a photo or video comes back labelled, with the per-face table, the
+timeline plot and the CSV log. The server listens on this machine only unless
+--host or --share says otherwise, and writes only inside its own temporary
+folder, removed when it stops (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import html
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+import fer_common as fer
+import video_tester as vt
+from fer_common import UserError
+
+# --------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------
+
+HOST = "127.0.0.1"  # who may connect: this machine; "0.0.0.0": the local network too
+PORT = 7860
+SHARE = False  # also a public link, through Gradio's share servers
+MAX_UPLOAD_MB = 100  # larger uploads are refused
+MAX_MEGAPIXELS = 40.0  # larger photos are refused (a 4K frame has 8.3)
+MAX_FRAMES = 1800  # a video's frames labelled at most (a minute at 30 FPS); the rest are left
+STREAM_EVERY = 0.05  # seconds between the webcam frames the page sends: 20 a second at most
+
+OWN_SETTINGS = {name: value for name, value in globals().items() if name.isupper()}
+# video_tester.py's settings and defaults, less its files and window: the page has its own
+FILE_SETTINGS = ("SOURCE", "SAMPLE", "OUTPUT", "LOG", "SUMMARY", "EXPLAIN_DIR", "DISPLAY")
+PIPELINE_SETTINGS = {n: v for n, v in vt.SETTINGS.items() if n not in FILE_SETTINGS}
+CONCURRENCY = "pipeline"  # one action at a time: the model and detector are not thread-safe
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = fer.settings_parser({**OWN_SETTINGS, **PIPELINE_SETTINGS}, __doc__)
+    parser.set_defaults(**{name.lower(): vt.SETTINGS[name] for name in FILE_SETTINGS})
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------
+# Labelling
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    """One browser tab's webcam: its own faces and ids, and its frame rate."""
+
+    pipeline: vt.Pipeline
+    rate: vt.FrameRate
+
+
+class WebDemo:
+    """What the page does, on one pipeline: the model and detector are loaded once,
+    and each webcam and each upload gets faces (tracks, ids) of its own."""
+
+    def __init__(self, cfg: argparse.Namespace, folder: Path):
+        self.cfg, self.folder = cfg, folder
+        self.pipeline = vt.Pipeline(cfg)
+
+    def own_pipeline(self) -> vt.Pipeline:
+        """The shared model and detector, with no faces yet."""
+        pipeline = copy.copy(self.pipeline)
+        pipeline.reset()
+        return pipeline
+
+    def label_webcam(self, frame: np.ndarray | None, live: Live | None) -> tuple[str, Live]:
+        """One RGB webcam frame, labelled, as a JPEG data URL: sent with the answer,
+        where an image output would be a file on disk and a request more per frame."""
+        live = live or Live(self.own_pipeline(), vt.FrameRate())
+        if frame is None:
+            return "", live
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        live.pipeline(bgr, fps=live.rate.tick())
+        jpeg = cv2.imencode(".jpg", bgr)[1]
+        return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(), live
+
+    def label_upload(self, path: str | None) -> tuple:
+        """An uploaded photo or video, labelled; bad input: one line on the page."""
+        if path is None:  # the file was removed
+            return gr.Image(visible=False), gr.Video(visible=False), None, None, None, ""
+        try:
+            return self.label_file(Path(path))
+        except UserError as error:  # say the file's name, not where Gradio keeps it
+            message = str(error).replace(path, Path(path).name)
+            raise gr.Error(html.escape(message), print_exception=False) from None
+
+    def label_file(self, path: Path) -> tuple:
+        check_upload(path, self.cfg.max_megapixels)
+        source = vt.Source(str(path), str(path))
+        results = Path(tempfile.mkdtemp(dir=self.folder))
+        labelled = results / f"{path.stem}_labelled{'.jpg' if source.is_still else '.webm'}"
+        log = results / f"{path.stem}_faces.csv"
+        cfg = argparse.Namespace(**{**vars(self.cfg), "output": str(labelled), "log": str(log)})
+        pipeline = self.own_pipeline()
+        try:
+            history, frames = vt.label(source, pipeline, cfg, max_frames=self.cfg.max_frames)
+        finally:
+            source.release()
+        faces = pipeline.tracker.next_id - 1
+        status = f"**{html.escape(path.name)}**: {faces} face{'s' * (faces != 1)}"
+        if not source.is_still:
+            status += f" in {frames} frames"
+            if frames == self.cfg.max_frames and source.total != frames:
+                status += f" (the first {frames} of {source.total or 'more'}: --max-frames)"
+        table = plot = None
+        if history:
+            summary = vt.summarize(history)
+            plot = str(results / f"{path.stem}_summary.png")
+            vt.plot_summary(history, summary, plot)
+            table = vt.format_summary(summary).rename_axis("face").reset_index()
+        return (
+            gr.Image(str(labelled), visible=source.is_still),
+            gr.Video(None if source.is_still else str(labelled), visible=not source.is_still),
+            table,
+            plot,
+            str(log),
+            status,
+        )
+
+
+def check_upload(path: Path, max_megapixels: float) -> None:
+    """Refuse an empty file, and a photo too large to label, before decoding it."""
+    if path.stat().st_size == 0:
+        raise UserError(f"{path.name} is empty")
+    if path.suffix.lower() not in fer.IMAGE_SUFFIXES:
+        return
+    try:
+        with Image.open(path) as image:  # reads the header only
+            width, height = image.size
+    except Image.DecompressionBombError:
+        width = height = int(1e5)  # over Pillow's own limit: huge
+    except OSError:
+        return  # not an image Pillow reads: OpenCV says so
+    if width * height > max_megapixels * 1e6:
+        raise UserError(
+            f"{path.name} is {width}x{height} pixels, over the {max_megapixels:g} megapixel "
+            "limit (--max-megapixels): send a smaller copy"
+        )
+
+
+# --------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------
+
+
+def page(demo: WebDemo) -> gr.Blocks:
+    with gr.Blocks(title="Facial emotion recognition", analytics_enabled=False) as blocks:
+        gr.Markdown(
+            "# Facial emotion recognition\n"
+            "Every face gets a box, one of 7 emotions and its confidence; grey: uncertain."
+        )
+        with gr.Tab("Webcam"), gr.Row():
+            webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam")
+            live_view = gr.HTML(html_template='<img alt="" src="${value}" style="width:100%">',
+                                elem_id="live")  # fmt: skip
+        with gr.Tab("Photo or video"):
+            upload = gr.File(label="A photo or video", file_types=["image", "video"],
+                             elem_id="upload")  # fmt: skip
+            status = gr.Markdown(elem_id="status")
+            photo = gr.Image(label="Labelled", visible=False, elem_id="photo")
+            video = gr.Video(label="Labelled", visible=False)
+            table = gr.Dataframe(label="Each face: frames, seconds, main emotion, share per "
+                                 "emotion", elem_id="faces")  # fmt: skip
+            plot = gr.Image(label="Each face's emotion over time", show_label=False)
+            log = gr.File(label="CSV log: one row per face per frame")
+        live = gr.State()
+        webcam.stream(demo.label_webcam, [webcam, live], [live_view, live],
+                      stream_every=demo.cfg.stream_every, concurrency_id=CONCURRENCY,
+                      show_progress="hidden")  # fmt: skip
+        upload.upload(demo.label_upload, upload, [photo, video, table, plot, log, status],
+                      concurrency_id=CONCURRENCY)  # fmt: skip
+    return blocks
+
+
+def main() -> None:
+    cfg = parse_args()
+    vt.check_settings(cfg)
+    if min(cfg.max_upload_mb, cfg.max_frames) < 1 or min(cfg.max_megapixels, cfg.stream_every) <= 0:
+        raise UserError("--max-upload-mb, --max-frames, --max-megapixels and --stream-every "
+                        "must be positive")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="web_demo_") as folder:
+        os.environ["GRADIO_TEMP_DIR"] = folder  # Gradio's uploads and cache: ours too
+        page(WebDemo(cfg, Path(folder))).launch(
+            server_name=cfg.host,
+            server_port=cfg.port,
+            share=cfg.share,
+            max_file_size=cfg.max_upload_mb * 2**20,
+            allowed_paths=[folder],
+            ssr_mode=False,
+            run_history=False,
+        )
+
+
+if __name__ == "__main__":
+    fer.run_cli(main)

@@ -330,12 +330,17 @@ def draw(frame: np.ndarray, tracks: list[Track], fps: float) -> None:
         colour = COLOURS[track.label]
         blue, green, red = colour
         ink = (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 140 else (255, 255, 255)
-        sure = track.label != UNCERTAIN
-        text = f"{track.label} {track.probabilities.max():.0%}" if sure else UNCERTAIN
         cv2.rectangle(frame, (x, y), (x + w, y + h), colour, 2)
-        draw_label(frame, text, (x, y), max(0.5, w / 200), colour, ink)
+        draw_label(frame, label_text(track), (x, y), max(0.5, w / 200), colour, ink)
     if fps > 0:
         draw_label(frame, f"{fps:.1f} FPS", (0, 0), 0.7, (0, 0, 0), (0, 255, 0))
+
+
+def label_text(track: Track) -> str:
+    """What a face's label says: "Happy 87%", or "uncertain"."""
+    if track.label == UNCERTAIN:
+        return UNCERTAIN
+    return f"{track.label} {track.probabilities.max():.0%}"
 
 
 def draw_label(

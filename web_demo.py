@@ -15,22 +15,33 @@ folder, removed when it stops (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import copy
 import html
 import os
+import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import gradio as gr
 import numpy as np
 from PIL import Image
 
 import fer_common as fer
 import video_tester as vt
 from fer_common import UserError
+
+# Everything the server writes (uploads, results, Gradio's cache) goes into one
+# folder of its own, removed at exit. Gradio reads where when it is imported.
+FOLDER = Path(tempfile.mkdtemp(prefix="web_demo_"))
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
+os.environ["GRADIO_TEMP_DIR"] = str(FOLDER)
+
+import gradio as gr  # noqa: E402
 
 # --------------------------------------------------------------------------
 # Settings
@@ -48,7 +59,6 @@ OWN_SETTINGS = {name: value for name, value in globals().items() if name.isupper
 # video_tester.py's settings and defaults, less its files and window: the page has its own
 FILE_SETTINGS = ("SOURCE", "SAMPLE", "OUTPUT", "LOG", "SUMMARY", "EXPLAIN_DIR", "DISPLAY")
 PIPELINE_SETTINGS = {n: v for n, v in vt.SETTINGS.items() if n not in FILE_SETTINGS}
-CONCURRENCY = "pipeline"  # one action at a time: the model and detector are not thread-safe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,38 +72,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------
 
 
+class SharedPipeline(vt.Pipeline):
+    """video_tester's pipeline, one frame at a time whichever thread calls it (webcams
+    and uploads run side by side): its model and detector are not thread-safe."""
+
+    lock = threading.Lock()  # one for every copy
+
+    def __call__(self, *args, **kwargs) -> list[vt.Track]:
+        with self.lock:
+            return super().__call__(*args, **kwargs)
+
+    def copy(self) -> SharedPipeline:
+        """The same model and detector, with faces (tracks, ids) of its own."""
+        other = copy.copy(self)
+        other.reset()
+        return other
+
+
 @dataclass
 class Live:
-    """One browser tab's webcam: its own faces and ids, and its frame rate."""
+    """One browser tab's webcam: its faces and ids, and its frame rate."""
 
-    pipeline: vt.Pipeline
+    pipeline: SharedPipeline
     rate: vt.FrameRate
 
 
 class WebDemo:
-    """What the page does, on one pipeline: the model and detector are loaded once,
-    and each webcam and each upload gets faces (tracks, ids) of its own."""
+    """What the page does: the model and detector are loaded once, and each webcam
+    and each upload gets faces of its own."""
 
-    def __init__(self, cfg: argparse.Namespace, folder: Path):
-        self.cfg, self.folder = cfg, folder
-        self.pipeline = vt.Pipeline(cfg)
-
-    def own_pipeline(self) -> vt.Pipeline:
-        """The shared model and detector, with no faces yet."""
-        pipeline = copy.copy(self.pipeline)
-        pipeline.reset()
-        return pipeline
+    def __init__(self, cfg: argparse.Namespace):
+        self.cfg = cfg
+        self.pipeline = SharedPipeline(cfg)
 
     def label_webcam(self, frame: np.ndarray | None, live: Live | None) -> tuple[str, Live]:
-        """One RGB webcam frame, labelled, as a JPEG data URL: sent with the answer,
-        where an image output would be a file on disk and a request more per frame."""
-        live = live or Live(self.own_pipeline(), vt.FrameRate())
+        """One RGB webcam frame, labelled: an <img> of it, its labels as the text
+        (screen readers). The JPEG travels inside the answer, where an image output
+        would be a file on disk and one more request per frame."""
+        live = live or Live(self.pipeline.copy(), vt.FrameRate())
         if frame is None:
             return "", live
         bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        live.pipeline(bgr, fps=live.rate.tick())
-        jpeg = cv2.imencode(".jpg", bgr)[1]
-        return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(), live
+        tracks = live.pipeline(bgr, fps=live.rate.tick())
+        jpeg = base64.b64encode(cv2.imencode(".jpg", bgr)[1]).decode()
+        labels = ", ".join(vt.label_text(track) for track in tracks) or "no face"
+        return f'<img alt="{labels}" src="data:image/jpeg;base64,{jpeg}">', live
 
     def label_upload(self, path: str | None) -> tuple:
         """An uploaded photo or video, labelled; bad input: one line on the page."""
@@ -108,11 +131,11 @@ class WebDemo:
     def label_file(self, path: Path) -> tuple:
         check_upload(path, self.cfg.max_megapixels)
         source = vt.Source(str(path), str(path))
-        results = Path(tempfile.mkdtemp(dir=self.folder))
+        results = Path(tempfile.mkdtemp(dir=FOLDER))
         labelled = results / f"{path.stem}_labelled{'.jpg' if source.is_still else '.webm'}"
         log = results / f"{path.stem}_faces.csv"
         cfg = argparse.Namespace(**{**vars(self.cfg), "output": str(labelled), "log": str(log)})
-        pipeline = self.own_pipeline()
+        pipeline = self.pipeline.copy()
         try:
             history, frames = vt.label(source, pipeline, cfg, max_frames=self.cfg.max_frames)
         finally:
@@ -172,24 +195,22 @@ def page(demo: WebDemo) -> gr.Blocks:
         )
         with gr.Tab("Webcam"), gr.Row():
             webcam = gr.Image(sources=["webcam"], streaming=True, label="Webcam")
-            live_view = gr.HTML(html_template='<img alt="" src="${value}" style="width:100%">',
-                                elem_id="live")  # fmt: skip
+            live_view = gr.HTML(css_template="img { width: 100%; }", elem_id="live")
         with gr.Tab("Photo or video"):
             upload = gr.File(label="A photo or video", file_types=["image", "video"],
                              elem_id="upload")  # fmt: skip
             status = gr.Markdown(elem_id="status")
             photo = gr.Image(label="Labelled", visible=False, elem_id="photo")
-            video = gr.Video(label="Labelled", visible=False)
+            video = gr.Video(label="Labelled", visible=False, elem_id="video")
             table = gr.Dataframe(label="Each face: frames, seconds, main emotion, share per "
                                  "emotion", elem_id="faces")  # fmt: skip
             plot = gr.Image(label="Each face's emotion over time", show_label=False)
-            log = gr.File(label="CSV log: one row per face per frame")
+            log = gr.File(label="CSV log: one row per face per frame", elem_id="log")
         live = gr.State()
         webcam.stream(demo.label_webcam, [webcam, live], [live_view, live],
-                      stream_every=demo.cfg.stream_every, concurrency_id=CONCURRENCY,
+                      stream_every=demo.cfg.stream_every, concurrency_limit=None,
                       show_progress="hidden")  # fmt: skip
-        upload.upload(demo.label_upload, upload, [photo, video, table, plot, log, status],
-                      concurrency_id=CONCURRENCY)  # fmt: skip
+        upload.upload(demo.label_upload, upload, [photo, video, table, plot, log, status])
     return blocks
 
 
@@ -199,17 +220,20 @@ def main() -> None:
     if min(cfg.max_upload_mb, cfg.max_frames) < 1 or min(cfg.max_megapixels, cfg.stream_every) <= 0:
         raise UserError("--max-upload-mb, --max-frames, --max-megapixels and --stream-every "
                         "must be positive")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="web_demo_") as folder:
-        os.environ["GRADIO_TEMP_DIR"] = folder  # Gradio's uploads and cache: ours too
-        page(WebDemo(cfg, Path(folder))).launch(
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: tidy up
+    blocks = page(WebDemo(cfg))
+    try:
+        blocks.launch(
             server_name=cfg.host,
             server_port=cfg.port,
             share=cfg.share,
             max_file_size=cfg.max_upload_mb * 2**20,
-            allowed_paths=[folder],
+            allowed_paths=[str(FOLDER)],
             ssr_mode=False,
             run_history=False,
         )
+    except OSError as error:  # the port is taken, or the host is not this machine's
+        raise UserError(f"cannot serve on {cfg.host}:{cfg.port}: {fer.first_line(error)}") from None
 
 
 if __name__ == "__main__":

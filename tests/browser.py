@@ -47,12 +47,13 @@ def camera_frame(photo: Path) -> np.ndarray:
     return cv2.resize(image[:, left : left + side], CAMERA_SIZE, interpolation=cv2.INTER_AREA)
 
 
-def write_camera_clip(frame: np.ndarray, path: Path) -> Path:
-    """A one-frame Y4M clip, which Chromium's fake camera shows over and over."""
+def write_camera_clip(frames: list[np.ndarray], path: Path) -> Path:
+    """A Y4M clip of 640x480 frames, which Chromium's fake camera plays in a loop."""
     width, height = CAMERA_SIZE
     with open(path, "wb") as clip:
         clip.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
-        clip.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+        for frame in frames:
+            clip.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
     return path
 
 

@@ -56,7 +56,8 @@ def browser(tmp_path_factory):
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    clip = write_camera_clip(camera_frame(PORTRAIT), tmp_path_factory.mktemp("camera") / "c.y4m")
+    clip = tmp_path_factory.mktemp("camera") / "still.y4m"
+    write_camera_clip([camera_frame(PORTRAIT)], clip)
     with sync_playwright() as playwright:
         chromium = launch(playwright, clip)
         yield chromium

@@ -18,12 +18,15 @@ FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 CAMERA_SIZE = (640, 480)
-# Counts the labelled frames that come back, in the page: the count, and when.
+# Notes, in the page, when each new labelled frame is shown.
 COUNT_FRAMES = """() => {
     window.frames_back = [];
-    new MutationObserver(() => window.frames_back.push(performance.now())).observe(
-        document.querySelector("#live"), {subtree: true, childList: true, attributes: true,
-                                          attributeFilter: ["src"]});
+    let last = null;
+    new MutationObserver(() => {
+        const shown = document.querySelector("#live img")?.src;
+        if (shown && shown !== last) window.frames_back.push(performance.now());
+        last = shown;
+    }).observe(document.querySelector("#live"), {subtree: true, childList: true, attributes: true});
 }"""
 
 

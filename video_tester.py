@@ -76,7 +76,8 @@ MAX_MISSED = 5  # forget a face that this many searches in a row looked for and 
 # often than right (`python bench/confidence.py` measures it for models/).
 MIN_CONFIDENCE = 0.56
 
-SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
+SETTINGS = {name: value for name, value in globals().items()
+            if name.isupper() and name not in ("HERE", "UNCERTAIN")}  # fmt: skip
 
 WINDOW = "Emotion recognition (q to quit)"
 COLOURS = {  # box colour per label, BGR

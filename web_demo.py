@@ -55,7 +55,8 @@ MAX_MEGAPIXELS = 40.0  # larger photos are refused (a 4K frame has 8.3)
 MAX_FRAMES = 1800  # a video's frames labelled at most (a minute at 30 FPS); the rest are left
 STREAM_EVERY = 0.05  # seconds between the webcam frames the page sends: 20 a second at most
 
-OWN_SETTINGS = {name: value for name, value in globals().items() if name.isupper()}
+OWN_SETTINGS = {name: value for name, value in globals().items()
+                if name.isupper() and name != "FOLDER"}  # fmt: skip
 # video_tester.py's settings and defaults, less its files and window: the page has its own
 FILE_SETTINGS = ("SOURCE", "SAMPLE", "OUTPUT", "LOG", "SUMMARY", "EXPLAIN_DIR", "DISPLAY")
 PIPELINE_SETTINGS = {n: v for n, v in vt.SETTINGS.items() if n not in FILE_SETTINGS}
@@ -118,10 +119,8 @@ class WebDemo:
         labels = ", ".join(vt.label_text(track) for track in tracks) or "no face"
         return f'<img alt="{labels}" src="data:image/jpeg;base64,{jpeg}">', live
 
-    def label_upload(self, path: str | None) -> tuple:
+    def label_upload(self, path: str) -> tuple:
         """An uploaded photo or video, labelled; bad input: one line on the page."""
-        if path is None:  # the file was removed
-            return gr.Image(visible=False), gr.Video(visible=False), None, None, None, ""
         try:
             return self.label_file(Path(path))
         except UserError as error:  # say the file's name, not where Gradio keeps it
@@ -145,16 +144,18 @@ class WebDemo:
         if not source.is_still:
             status += f" in {frames} frames"
             if frames == self.cfg.max_frames and source.total != frames:
-                status += f" (the first {frames} of {source.total or 'more'}: --max-frames)"
+                total = f" of {source.total}" if source.total else ""
+                status += f" (the first {frames}{total}: --max-frames)"
         table = plot = None
         if history:
             summary = vt.summarize(history)
             plot = str(results / f"{path.stem}_summary.png")
             vt.plot_summary(history, summary, plot)
             table = vt.format_summary(summary).rename_axis("face").reset_index()
+        still = source.is_still
         return (
-            gr.Image(str(labelled), visible=source.is_still),
-            gr.Video(None if source.is_still else str(labelled), visible=not source.is_still),
+            gr.Image(str(labelled) if still else None, visible=still),
+            gr.Video(None if still else str(labelled), visible=not still),
             table,
             plot,
             str(log),
@@ -171,8 +172,8 @@ def check_upload(path: Path, max_megapixels: float) -> None:
     try:
         with Image.open(path) as image:  # reads the header only
             width, height = image.size
-    except Image.DecompressionBombError:
-        width = height = int(1e5)  # over Pillow's own limit: huge
+    except Image.DecompressionBombError:  # over Pillow's own limit, 179 megapixels
+        width = height = 100_000
     except OSError:
         return  # not an image Pillow reads: OpenCV says so
     if width * height > max_megapixels * 1e6:
@@ -233,7 +234,9 @@ def main() -> None:
             run_history=False,
         )
     except OSError as error:  # the port is taken, or the host is not this machine's
-        raise UserError(f"cannot serve on {cfg.host}:{cfg.port}: {fer.first_line(error)}") from None
+        reason = fer.first_line(error).split(". ")[0]  # without Gradio's advice on its own API
+        raise UserError(f"cannot serve on {cfg.host}:{cfg.port} ({reason}): try another --port "
+                        "or --host") from None  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import os
 import queue
 import sys
@@ -46,7 +47,7 @@ MODEL = str(HERE / "models")  # folder with fer.json + fer.h5 (or a .keras or .t
 LITERT = True  # classify with the folder's fer.tflite, if it is the same model: faster
 VIEWS = fer.VIEWS  # test-time views of each face: "one", "flip" (and its mirror) or "ten"
 CASCADE = str(HERE / "haarcascade_frontalface_default.xml")
-OUTPUT = ""  # annotated video (.mp4/.avi), image (.jpg/.png) or folder; "": none
+OUTPUT = ""  # annotated video (.mp4/.avi/.webm), image (.jpg/.png) or folder; "": none
 LOG = ""  # CSV with one row per face per frame; "": none
 SUMMARY = ""  # PNG of each face's emotion over time and its share per emotion; "": none
 EXPLAIN = False  # lay a heat map over each face: where the model saw its emotion (Grad-CAM)
@@ -75,7 +76,8 @@ MAX_MISSED = 5  # forget a face that this many searches in a row looked for and 
 # often than right (`python bench/confidence.py` measures it for models/).
 MIN_CONFIDENCE = 0.56
 
-SETTINGS = {name: value for name, value in globals().items() if name.isupper() and name != "HERE"}
+SETTINGS = {name: value for name, value in globals().items()
+            if name.isupper() and name not in ("HERE", "UNCERTAIN")}  # fmt: skip
 
 WINDOW = "Emotion recognition (q to quit)"
 COLOURS = {  # box colour per label, BGR
@@ -329,12 +331,17 @@ def draw(frame: np.ndarray, tracks: list[Track], fps: float) -> None:
         colour = COLOURS[track.label]
         blue, green, red = colour
         ink = (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 140 else (255, 255, 255)
-        sure = track.label != UNCERTAIN
-        text = f"{track.label} {track.probabilities.max():.0%}" if sure else UNCERTAIN
         cv2.rectangle(frame, (x, y), (x + w, y + h), colour, 2)
-        draw_label(frame, text, (x, y), max(0.5, w / 200), colour, ink)
+        draw_label(frame, label_text(track), (x, y), max(0.5, w / 200), colour, ink)
     if fps > 0:
         draw_label(frame, f"{fps:.1f} FPS", (0, 0), 0.7, (0, 0, 0), (0, 255, 0))
+
+
+def label_text(track: Track) -> str:
+    """What a face's label says: "Happy 87%", or "uncertain"."""
+    if track.label == UNCERTAIN:
+        return UNCERTAIN
+    return f"{track.label} {track.probabilities.max():.0%}"
 
 
 def draw_label(
@@ -357,6 +364,9 @@ def draw_label(
 # --------------------------------------------------------------------------
 # Frames out
 # --------------------------------------------------------------------------
+
+
+VIDEO_CODECS = {".avi": "MJPG", ".webm": "VP80"}  # else MPEG-4; a browser plays only .webm
 
 
 class Output:
@@ -406,7 +416,7 @@ class Output:
             ok = cv2.imwrite(str(self.path / name), frame)
         else:
             if self.writer is None:
-                codec = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+                codec = VIDEO_CODECS.get(self.path.suffix.lower(), "mp4v")
                 height, width = frame.shape[:2]
                 self.writer = cv2.VideoWriter(
                     str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, (width, height)
@@ -501,12 +511,17 @@ def plot_summary(history: list[tuple[float, int, str]], table: pd.DataFrame, pat
     plt.close(fig)
 
 
-def print_summary(table: pd.DataFrame) -> None:
+def format_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary as shown: shares in %, faces as #id."""
     shown = table.copy()
     for emotion in LABELS:
         shown[emotion] = (100 * shown[emotion]).map("{:.0f}%".format)
     shown.index = [f"#{track}" for track in shown.index]
-    print(shown.to_string())
+    return shown
+
+
+def print_summary(table: pd.DataFrame) -> None:
+    print(format_summary(table).to_string())
 
 
 # --------------------------------------------------------------------------
@@ -516,26 +531,56 @@ def print_summary(table: pd.DataFrame) -> None:
 
 def main() -> None:
     cfg = parse_args()
+    check_settings(cfg)
+    pipeline = Pipeline(cfg)  # fails early on a missing model
+    source = Source(cfg.source, cfg.sample)
+    try:
+        if cfg.source == "auto" and source.is_still and not cfg.output:
+            cfg.output = str(HERE / "output" / (Path(cfg.sample).stem + "_annotated.jpg"))
+        history, _ = label(source, pipeline, cfg, display=cfg.display and can_display())
+    finally:
+        source.release()
+
+    if history:
+        table = summarize(history)
+        print_summary(table)
+        if cfg.summary:
+            plot_summary(history, table, cfg.summary)
+            print(f"wrote the session summary to {cfg.summary}")
+    if cfg.output:
+        print(f"wrote the annotated output to {cfg.output}")
+    if cfg.log:
+        print(f"wrote one row per face to {cfg.log}")
+    if cfg.explain_dir:
+        print(f"wrote one explanation per face to {cfg.explain_dir}/")
+
+
+def check_settings(cfg: argparse.Namespace) -> None:
     if min(cfg.detect_every, cfg.full_search_every) < 1 or not (
         0 <= cfg.smoothing < 1 and 0 <= cfg.min_confidence <= 1
     ):
         raise UserError("--detect-every and --full-search-every must be >= 1, --smoothing in "
                         "[0, 1) and --min-confidence in [0, 1]")  # fmt: skip
-    pipeline = Pipeline(cfg)  # fails early on a missing model
-    display = cfg.display and can_display()
 
+
+def label(
+    source: Source,
+    pipeline: Pipeline,
+    cfg: argparse.Namespace,
+    display: bool = False,
+    max_frames: int | None = None,
+) -> tuple[list[tuple[float, int, str]], int]:
+    """Label the frames of `source` (the first `max_frames`; None: all), written to
+    cfg.output, cfg.log and cfg.explain_dir where set, shown in a window with
+    `display`. Returns the (time, track, label) history and the frames done."""
     # Whatever ends the run (end of input, q, Ctrl-C, an error), everything opened
-    # here is released: camera and its threads, video writer, log file, window.
+    # here is released: the search thread, video writer, log file, window.
     with contextlib.ExitStack() as stack:
-        source = Source(cfg.source, cfg.sample)
-        stack.callback(source.release)
         if source.is_camera:
             pipeline.finder.search_in_background()
             stack.callback(pipeline.finder.close)
         if display:
             stack.callback(cv2.destroyAllWindows)
-        if cfg.source == "auto" and source.is_still and not cfg.output:
-            cfg.output = str(HERE / "output" / (Path(cfg.sample).stem + "_annotated.jpg"))
         output = Output(cfg.output, source.fps) if cfg.output else None
         if output:
             stack.callback(output.close)
@@ -553,7 +598,8 @@ def main() -> None:
         started = time.perf_counter()
         rate = FrameRate()
         fps, frames_done = 0.0, 0
-        for index, (name, frame) in enumerate(source.frames()):
+        frames = itertools.islice(source.frames(), max_frames)
+        for index, (name, frame) in enumerate(frames):
             now = time.perf_counter() - started
             seconds = now if source.is_camera else index / source.fps
             tracks = pipeline(frame, source.is_still, 0.0 if source.is_still else fps)
@@ -580,18 +626,7 @@ def main() -> None:
         f"{frames_done} frames, {len(history)} faces labelled, "
         f"{pipeline.tracker.next_id - 1} tracked ({frames_done / elapsed:.1f} frames per second)"
     )
-    if history:
-        table = summarize(history)
-        print_summary(table)
-        if cfg.summary:
-            plot_summary(history, table, cfg.summary)
-            print(f"wrote the session summary to {cfg.summary}")
-    if cfg.output:
-        print(f"wrote the annotated output to {cfg.output}")
-    if cfg.log:
-        print(f"wrote one row per face to {cfg.log}")
-    if cfg.explain_dir:
-        print(f"wrote one explanation per face to {cfg.explain_dir}/")
+    return history, frames_done
 
 
 class FrameRate:

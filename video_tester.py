@@ -73,7 +73,7 @@ MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues t
 MAX_MISSED = 5  # forget a face that this many searches in a row looked for and did not find
 # Below this smoothed top probability a face is labelled "uncertain" (grey box): on
 # FER-2013's PrivateTest faces the shipped model's labels under 0.56 are wrong more
-# often than right (`python bench/confidence.py` measures it for models/).
+# often than right (`python -m bench.confidence` measures it for models/).
 MIN_CONFIDENCE = 0.56
 
 SETTINGS = {name: value for name, value in globals().items()

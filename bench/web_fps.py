@@ -1,7 +1,7 @@
 """The web demo's live webcam as the browser sees it: labelled frames per second
 coming back to the page, and the server's time per frame.
 
-    python bench/web_fps.py [--seconds 20] [--screenshot docs/web_demo.png]
+    python -m bench.web_fps [--seconds 20] [--screenshot docs/web_demo.png]
 
 Serves web_demo.py's page from this process (its WebDemo and page, with
 label_webcam timed), opens it in Debian's headless Chromium (Playwright, as
@@ -28,12 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-# bench/accuracy.py, tests/browser.py, bench/fps.py
-from accuracy import print_table  # noqa: E402
-from browser import (  # noqa: E402
+import web_demo
+from bench.accuracy import print_table
+from bench.fps import PHOTOS, SHARED_YUNET, shaken
+from tests.browser import (
     camera_frame,
     frames_back,
     launch,
@@ -42,9 +40,8 @@ from browser import (  # noqa: E402
     start_webcam,
     write_camera_clip,
 )
-from fps import PHOTOS, SHARED_YUNET, shaken  # noqa: E402
 
-import web_demo  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WARM_UP = 5  # seconds of frames left out of the count: the model's first calls are slow
 STAGES = ("detect", "preprocess", "classify", "draw")

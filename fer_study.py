@@ -568,14 +568,17 @@ table { border-collapse: collapse; font-size: 13px; }
 th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #eee; }
 th { background: #f6f6f6; position: sticky; top: 0; }
 td:first-child, th:first-child { text-align: left; }
-.mix { display: flex; width: 240px; height: 14px; border-radius: 3px; overflow: hidden;
+.wide { overflow-x: auto; }
+.mix { display: flex; width: 180px; height: 14px; border-radius: 3px; overflow: hidden;
        background: #eee; }
 .mix span { height: 100%; }
 .legend span { display: inline-block; margin-right: 1em; }
 .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px;
             border-radius: 2px; vertical-align: -1px; }
 .failed { background: #fff1f0; border: 1px solid #f3b5ae; padding: .5em 1em; border-radius: 4px; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr));
+         gap: 1em; }
+figure { margin: 0; } figure img { width: 100%; border: 1px solid #eee; }
 figcaption { font-weight: 600; }
 """
 
@@ -600,12 +603,13 @@ def report(
     if study is not None:
         parts += ["<h2>Recordings</h2>", recordings_table(study), "<h2>Faces</h2>",
                   faces_table(study)]  # fmt: skip
-    parts.append("<h2>Each recording over time</h2>")
+    parts.append("<h2>Each recording over time</h2><div class='plots'>")
     for name, plot in plots.items():
         picture = (f"<img alt='{esc(name)}' src='data:image/png;base64,"
                    f"{base64.b64encode(plot.read_bytes()).decode()}'>" if plot.is_file()
                    else "<p class='note'>No face found.</p>")  # fmt: skip
         parts.append(f"<figure><figcaption>{esc(name)}</figcaption>{picture}</figure>")
+    parts.append("</div>")
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in settings.items())
     parts += ["<h2>Model and settings</h2>", f"<table>{rows}</table>"]
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Study: "
@@ -642,8 +646,9 @@ def recordings_table(study: pd.DataFrame) -> str:
         seconds = faces["seconds"].sum()
         rows.append(f"<tr><td>{esc(name)}</td><td>{len(faces)}</td><td>{seconds:.1f}</td>"
                     f"<td>{mix(shares)}</td></tr>")  # fmt: skip
-    head = "<tr><th>recording</th><th>faces</th><th>seconds on screen</th><th>emotions</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>"
+    columns = ["recording", "faces", "face-seconds on screen", "emotions"]
+    head = "".join(f"<th>{column}</th>" for column in columns)
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 def faces_table(study: pd.DataFrame) -> str:
@@ -656,4 +661,4 @@ def faces_table(study: pd.DataFrame) -> str:
         rows.append(f"<tr><td>{esc(name)}</td><td>#{face}</td><td>{row['frames']}</td>"
                     f"<td>{row['seconds']:.1f}</td><td>{esc(row['mostly'])}</td>"
                     f"<td>{mix(row)}</td>{shares}</tr>")  # fmt: skip
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    return f"<div class='wide'><table><tr>{head}</tr>{''.join(rows)}</table></div>"

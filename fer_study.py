@@ -36,6 +36,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -115,8 +116,9 @@ class Study:
                             "leave out --log, --summary and --explain-dir")  # fmt: skip
         if cfg.workers < 0:
             raise UserError("--workers must be 1 or more (0: one per core)")
-        if cfg.ray:
-            import_ray()  # before the model loads: no Ray, no wait
+        if cfg.ray:  # before the model loads: no waiting to be told
+            import_ray()
+            check_answers(cfg.ray)
         self.folder, self.results = Path(cfg.source), Path(cfg.output)
         self.recordings = {r.name: r for r in find_recordings(self.folder, self.results)}
         self.pipeline = pipeline_for(cfg)  # fails early on a missing model or detector
@@ -228,7 +230,8 @@ class Study:
 
     def label_on_ray(self, todo: list[Recording]) -> None:
         """One Ray task per recording on the cluster at --ray; the model and detector
-        files go with the tasks, the outputs come back here."""
+        files go with the tasks, the outputs come back here (the progress bar moves a
+        recording at a time)."""
         ray = import_ray()
         settings, files = self.shipment()
         try:
@@ -238,6 +241,7 @@ class Study:
         except (ConnectionError, ValueError, RuntimeError) as error:
             raise UserError(f"cannot join the Ray cluster at {self.cfg.ray}: "
                             f"{fer.first_line(error)}") from None  # fmt: skip
+        running = {}
         try:
             task = ray.remote(num_cpus=1)(label_on_node)
             shipped = ray.put(files)
@@ -407,6 +411,18 @@ def thread_settings(threads: int) -> dict[str, str]:
     count = str(threads)
     return {"TF_NUM_INTRAOP_THREADS": count, "TF_NUM_INTEROP_THREADS": count,
             "OMP_NUM_THREADS": count, "OPENCV_FOR_THREADS_NUM": count}  # fmt: skip
+
+
+def check_answers(address: str) -> None:
+    """Ray retries a wrong HOST:PORT for minutes: knock first ("auto" Ray finds itself)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise UserError(f"nothing answers at {address} (is a Ray head node running "
+                        f"there?): {fer.first_line(error)}") from None  # fmt: skip
 
 
 def import_ray():

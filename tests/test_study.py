@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -370,6 +371,9 @@ def test_bad_study_commands_are_one_line_errors(recordings: Path, tmp_path: Path
     assert "--output FOLDER" in error("--output", str(tmp_path / "study.mp4"))
     assert "leave out --log" in error("--output", str(tmp_path), "--log", "faces.csv")
     assert "--workers" in error("--output", str(tmp_path), "--workers", "-1")
+    if importlib.util.find_spec("ray"):
+        nowhere = f"127.0.0.1:{free_ports(1)[0]}"
+        assert "nothing answers at" in error("--output", str(tmp_path), "--ray", nowhere)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     assert "pip install ray" in error("--output", str(tmp_path), "--ray", "auto")
     monkeypatch.undo()

@@ -581,11 +581,11 @@ body { font: 15px/1.45 system-ui, sans-serif; color: #222; max-width: 1150px; ma
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
 .note { color: #666; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #eee; }
+th, td { padding: 3px 6px; text-align: right; border-bottom: 1px solid #eee; }
 th { background: #f6f6f6; position: sticky; top: 0; }
 td:first-child, th:first-child { text-align: left; }
 .wide { overflow-x: auto; }
-.mix { display: flex; width: 180px; height: 14px; border-radius: 3px; overflow: hidden;
+.mix { display: flex; width: 150px; height: 14px; border-radius: 3px; overflow: hidden;
        background: #eee; }
 .mix span { height: 100%; }
 .legend span { display: inline-block; margin-right: 1em; }
@@ -617,8 +617,7 @@ def report(
         items = "".join(f"<li><b>{esc(n)}</b>: {esc(e)}</li>" for n, e in failed.items())
         parts.append(f"<div class='failed'>Failed:<ul>{items}</ul></div>")
     if study is not None:
-        parts += ["<h2>Recordings</h2>", recordings_table(study), "<h2>Faces</h2>",
-                  faces_table(study)]  # fmt: skip
+        parts += ["<h2>Recordings</h2>", recordings_table(study)]
     parts.append("<h2>Each recording over time</h2><div class='plots'>")
     for name, plot in plots.items():
         picture = (f"<img alt='{esc(name)}' src='data:image/png;base64,"
@@ -626,6 +625,8 @@ def report(
                    else "<p class='note'>No face found.</p>")  # fmt: skip
         parts.append(f"<figure><figcaption>{esc(name)}</figcaption>{picture}</figure>")
     parts.append("</div>")
+    if study is not None:
+        parts += ["<h2>Faces</h2>", faces_table(study)]
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in settings.items())
     parts += ["<h2>Model and settings</h2>", f"<table>{rows}</table>"]
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Study: "

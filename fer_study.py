@@ -249,7 +249,12 @@ class Study:
             while running:
                 finished, _ = ray.wait(list(running), num_returns=1)
                 recording = running.pop(finished[0])
-                outcome, outputs = ray.get(finished[0])
+                try:
+                    outcome, outputs = ray.get(finished[0])
+                except ray.exceptions.RayError as error:  # the task failed, on its node
+                    cause = getattr(error, "cause", None) or error  # a task's own exception
+                    outcome = Outcome(recording.name, error=f"Ray: {fer.first_line(cause)}")
+                    outputs = {}
                 self.staging(recording).mkdir(parents=True, exist_ok=True)
                 for name, data in outputs.items():
                     (self.staging(recording) / name).write_bytes(data)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,6 +205,7 @@ def ray_cluster(tmp_path_factory) -> Iterator[str]:
     node; stopped after the module's tests."""
     pytest.importorskip("ray")
     port, client, dashboard, agent = free_ports(4)  # not Ray's fixed defaults: may be taken
+    unpacked = set(Path(tempfile.gettempdir()).glob("fer-study-*"))  # by the nodes (below)
     log = tmp_path_factory.mktemp("ray") / "head.log"
     with open(log, "w") as stream:
         head = subprocess.Popen(
@@ -226,6 +228,8 @@ def ray_cluster(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:  # a graceful stop takes Ray half a minute
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        for folder in set(Path(tempfile.gettempdir()).glob("fer-study-*")) - unpacked:
+            shutil.rmtree(folder)  # the model files the tests' tasks unpacked
 
 
 def free_ports(count: int) -> list[int]:
@@ -241,6 +245,28 @@ def test_a_ray_cluster_writes_what_one_worker_writes(
 ):
     study(recordings, tmp_path / "results", "--ray", ray_cluster)
     assert_same_outputs(tmp_path / "results", one_worker)
+
+
+def test_a_task_that_fails_on_its_node_is_a_failed_recording(
+    ray_cluster: str, tmp_path: Path, monkeypatch, capsys
+):
+    def nothing_shipped(self):  # the node then lacks the model files
+        settings, _ = original(self)
+        return settings, {}
+
+    original = fer_study.Study.shipment
+    monkeypatch.setattr(fer_study.Study, "shipment", nothing_shipped)
+    (tmp_path / "recordings").mkdir()
+    write_clip(SAMPLE_PHOTO, tmp_path / "recordings" / "one.avi", 160)  # one task, one worker
+    # Other settings than the other Ray test's: no node has unpacked files for them.
+    cfg = vt.parse_args(["--source", str(tmp_path / "recordings"), "--output",
+                         str(tmp_path / "results"), *SETTINGS, "--ray", ray_cluster,
+                         "--min-confidence", "0.3"])  # fmt: skip
+    with pytest.raises(UserError, match="1 of 1 recordings failed"):
+        fer_study.run(cfg)
+    failures = [line for line in capsys.readouterr().out.splitlines() if "failed:" in line]
+    assert len(failures) == 1 and failures[0].startswith("failed: one.avi: Ray: model file")
+    assert "is missing" in failures[0]
 
 
 # --------------------------------------------------------------------------

@@ -67,6 +67,7 @@ VIEW_CHOICES = ("one", "flip", "ten")
 VIEW_SHIFT = 2
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 MODEL_JSON = "fer.json"
 MODEL_WEIGHTS = "fer.h5"
 MODEL_TFLITE = "fer.tflite"  # the same model for LiteRT (phones, boards, a fast CPU path)
@@ -357,7 +358,7 @@ class LiteRTModel:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+            self.interpreter = Interpreter(model_path=str(path), num_threads=cpu_threads())
         except Exception as error:
             raise UserError(f"cannot load LiteRT model {path}: {first_line(error)}") from None
         self.input = self.interpreter.get_input_details()[0]["index"]
@@ -377,6 +378,12 @@ class LiteRTModel:
     def predict(self, faces: np.ndarray, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
         chunks = [faces[i : i + batch_size] for i in range(0, len(faces), batch_size)]
         return np.concatenate([self.predict_on_batch(chunk) for chunk in chunks])
+
+
+def cpu_threads() -> int:
+    """Threads a model may use: every core, unless the process was given a share of
+    them (TF_NUM_INTRAOP_THREADS, which TensorFlow reads too: a study's workers)."""
+    return int(os.environ.get("TF_NUM_INTRAOP_THREADS", 0)) or os.cpu_count() or 1
 
 
 def load_model(path: str | Path = "models"):

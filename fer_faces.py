@@ -59,6 +59,9 @@ class HaarDetector:
 
     def __call__(self, frame: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes = np.asarray(self.cascade.detectMultiScale(gray, **self.options), int).reshape(-1, 4)
+        # Left to right: OpenCV's threads return them in any order, and new faces get
+        # their ids in this order (every run over a file must give the same ids).
+        boxes = boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
         return boxes, np.zeros(len(boxes))
 
 

@@ -1,10 +1,12 @@
-"""Label the emotion of every face in a webcam stream, video, image or folder.
+"""Label the emotion of every face in a webcam stream, video, image or folder, or
+in a study: a folder of recordings (see fer_study.py).
 
     python video_tester.py                          # webcam (or the bundled sample)
     python video_tester.py --source clip.mp4 --no-display --output out.mp4 --log faces.csv
     python video_tester.py --source photos/ --output annotated/
     python video_tester.py --detector yunet         # YuNet finds more faces (downloaded once)
     python video_tester.py --source photos/ --explain --explain-dir why/   # what it looked at
+    python video_tester.py --source recordings/ --output results/  # a study, on every core
 
 Press q or Esc in the window to quit. Every setting below is a constant that
 the command line overrides by its lower-case name; `--help` lists them.
@@ -53,6 +55,11 @@ SUMMARY = ""  # PNG of each face's emotion over time and its share per emotion; 
 EXPLAIN = False  # lay a heat map over each face: where the model saw its emotion (Grad-CAM)
 EXPLAIN_DIR = ""  # folder for one PNG per face: the face, its heat map, top-3 probabilities
 DISPLAY = True  # show a window (--no-display for headless runs)
+
+# A study: --source a folder holding videos, --output a folder for the results
+WORKERS = 0  # recordings labelled side by side, each worker with its own model; 0: one per core
+RAY = ""  # label them on the Ray cluster at this address ("auto", "HOST:6379"); "": here
+ANNOTATE = False  # also write each recording annotated
 
 DETECTOR = "auto"  # "haar"; "yunet" (downloaded once into models/); "auto": YuNet when
 # models/ has it, else the Haar cascade
@@ -529,9 +536,28 @@ def print_summary(table: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------
 
 
+def label_frames(
+    source: Source, pipeline: Pipeline, show_fps: bool = True
+) -> Iterator[tuple[int, str, float, np.ndarray, list[Track]]]:
+    """Each frame of `source` labelled: (index, name, seconds into the source, the
+    annotated frame, its faces' tracks). With `show_fps`, a video's frames show the
+    rate the run achieves (not in a study: its outputs are the same at any speed)."""
+    started, rate, fps = time.perf_counter(), FrameRate(), 0.0
+    for index, (name, frame) in enumerate(source.frames()):
+        seconds = time.perf_counter() - started if source.is_camera else index / source.fps
+        tracks = pipeline(frame, source.is_still, fps if show_fps and not source.is_still else 0.0)
+        yield index, name, seconds, frame, tracks
+        fps = rate.tick()
+
+
 def main() -> None:
     cfg = parse_args()
     check_settings(cfg)
+    import fer_study  # here, not at the top: it imports this module
+
+    if fer_study.is_study(cfg.source):
+        fer_study.run(cfg)
+        return
     pipeline = Pipeline(cfg)  # fails early on a missing model
     source = Source(cfg.source, cfg.sample)
     try:
@@ -596,13 +622,9 @@ def label(
 
         history: list[tuple[float, int, str]] = []  # (time, track, emotion) for the summary
         started = time.perf_counter()
-        rate = FrameRate()
-        fps, frames_done = 0.0, 0
-        frames = itertools.islice(source.frames(), max_frames)
-        for index, (name, frame) in enumerate(frames):
-            now = time.perf_counter() - started
-            seconds = now if source.is_camera else index / source.fps
-            tracks = pipeline(frame, source.is_still, 0.0 if source.is_still else fps)
+        frames_done = 0
+        labelled = itertools.islice(label_frames(source, pipeline), max_frames)
+        for index, name, seconds, frame, tracks in labelled:
             history += [(seconds, track.id, track.label) for track in tracks]
             if log:
                 write_log_rows(log, index, seconds, tracks)
@@ -613,7 +635,6 @@ def label(
             if progress is not None:
                 progress.update()
             frames_done += 1
-            fps = rate.tick()
             if display:
                 cv2.imshow(WINDOW, frame)
                 key = cv2.waitKey(0 if source.is_still and source.total == 1 else 1) & 0xFF

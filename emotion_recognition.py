@@ -158,7 +158,7 @@ SETTINGS = {
 
 def make_parser() -> argparse.ArgumentParser:
     """The command line: a flag per setting above, and what else the script does."""
-    parser = fer.settings_parser(SETTINGS, __doc__, __file__, ACCEPTS)
+    parser = fer.settings_parser(SETTINGS, __doc__, [__file__], ACCEPTS)
     parser.add_argument(
         "--evaluate", action="store_true", help="test the saved model in OUT_DIR, no training"
     )

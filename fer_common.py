@@ -12,8 +12,9 @@ import re
 import sys
 import tempfile
 import tokenize
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -97,16 +98,22 @@ def run_cli(main: Callable[[], None]) -> None:
 
 
 def settings_parser(
-    settings: dict, description: str, source: str | Path, accepts: dict | None = None
+    settings: dict,
+    description: str,
+    sources: Sequence[str | Path],
+    accepts: dict | None = None,
 ) -> argparse.ArgumentParser:
     """A parser with one `--lower-case-name` flag per top-of-file setting. Its help is
-    the setting's comment in the `source` file; it accepts what `accepts` names for
-    it (a tuple of choices, or a function that converts the text or raises
-    ValueError), else what the type of its default reads."""
-    parser = argparse.ArgumentParser(
+    the setting's comment in the `sources` (the Python files that define the
+    settings); it accepts what `accepts` names for it (a tuple of choices, or a
+    function that converts the text or raises ValueError), else what the type of
+    its default reads."""
+    parser = OneLineErrorParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    comments = setting_comments(Path(source).read_text())
+    comments = {}
+    for source in sources:
+        comments.update(setting_comments(Path(source).read_text()))
     accepts = accepts or {}
     for name, default in settings.items():
         flag = "--" + name.lower().replace("_", "-")
@@ -126,6 +133,15 @@ def settings_parser(
             help=f"{text} (default: %(default)s)",
         )
     return parser
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Says what is wrong with the command line in one `error: ...` line, as every
+    other error of the scripts (--help shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def setting_comments(source: str) -> dict[str, str]:

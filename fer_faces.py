@@ -98,8 +98,6 @@ def make_detector(cfg: argparse.Namespace) -> HaarDetector | YuNetDetector:
     """The detector `cfg.detector` names: "haar", "yunet" (downloaded into models/
     the first time; the Haar cascade when that fails), or "auto": YuNet when its
     file is at hand, else the Haar cascade."""
-    if cfg.detector not in ("auto", "haar", "yunet"):
-        raise UserError(f"--detector must be auto, haar or yunet, not {cfg.detector!r}")
     path = Path(cfg.detector_model or YUNET_PATH)
     if cfg.detector_model and cfg.detector != "haar" and not path.is_file():
         raise UserError(f"no YuNet model at {path} (--detector-model)")

@@ -114,8 +114,6 @@ class Study:
         if cfg.log or cfg.summary or cfg.explain_dir:
             raise UserError("a study writes each recording's log and summary into --output: "
                             "leave out --log, --summary and --explain-dir")  # fmt: skip
-        if cfg.workers < 0:
-            raise UserError("--workers must be 1 or more (0: one per core)")
         if cfg.ray:  # before the model loads: no waiting to be told
             import_ray()
             check_answers(cfg.ray)

@@ -44,11 +44,13 @@ HERE = Path(__file__).resolve().parent
 # --------------------------------------------------------------------------
 
 SOURCE = "auto"  # camera index, video, image or folder; "auto": camera 0, else SAMPLE
-SAMPLE = str(HERE / "data" / "astronaut.jpg")  # public-domain NASA portrait
+SAMPLE = str(HERE / "data" / "astronaut.jpg")  # the photo without a camera: a NASA portrait
 MODEL = str(HERE / "models")  # folder with fer.json + fer.h5 (or a .keras or .tflite file)
 LITERT = True  # classify with the folder's fer.tflite, if it is the same model: faster
-VIEWS = fer.VIEWS  # test-time views of each face: "one", "flip" (and its mirror) or "ten"
-CASCADE = str(HERE / "haarcascade_frontalface_default.xml")
+# each face is classified as these views, their probabilities averaged: "one"; "flip":
+# it and its mirror image; "ten": also four windows around the centre, each mirrored
+VIEWS = fer.VIEWS
+CASCADE = str(HERE / "haarcascade_frontalface_default.xml")  # the Haar cascade's file
 OUTPUT = ""  # annotated video (.mp4/.avi/.webm), image (.jpg/.png) or folder; "": none
 LOG = ""  # CSV with one row per face per frame; "": none
 SUMMARY = ""  # PNG of each face's emotion over time and its share per emotion; "": none
@@ -56,13 +58,17 @@ EXPLAIN = False  # lay a heat map over each face: where the model saw its emotio
 EXPLAIN_DIR = ""  # folder for one PNG per face: the face, its heat map, top-3 probabilities
 DISPLAY = True  # show a window (--no-display for headless runs)
 
-# A study: --source a folder holding videos, --output a folder for the results
+# A study: --source a folder holding videos, --output a folder for the results.
+
 WORKERS = 0  # recordings labelled side by side, each worker with its own model; 0: one per core
 RAY = ""  # label them on the Ray cluster at this address ("auto", "HOST:6379"); "": here
 ANNOTATE = False  # also write each recording annotated
 
-DETECTOR = "auto"  # "haar"; "yunet" (downloaded once into models/); "auto": YuNet when
-# models/ has it, else the Haar cascade
+# Finding the faces.
+
+# "haar": the Haar cascade (shipped); "yunet": YuNet (downloaded once into models/);
+# "auto": YuNet when models/ has it, else the Haar cascade
+DETECTOR = "auto"
 DETECTOR_MODEL = ""  # a YuNet .onnx file at hand; "": models/face_detection_yunet_2023mar.onnx
 MIN_SCORE = 0.75  # YuNet: the confidence a face needs
 ALIGN = True  # YuNet: turn each face upright by its eyes before the 48x48 crop
@@ -70,21 +76,43 @@ SCALE_FACTOR = 1.1  # Haar pyramid step: smaller finds more faces, slower
 MIN_NEIGHBORS = 8  # Haar votes a face needs: larger, fewer false faces
 MIN_FACE = 30  # Haar: smallest face searched for, in pixels: finds faces of ~36 px and up
 MARGIN = fer.FACE_MARGIN  # widen each face box by this share (FER-2013 framing)
-DETECT_EVERY = 15  # search for new faces every k-th frame (the whole frame at once after a
-# camera cut or when a face is lost); in between, follow the faces already found
-FULL_SEARCH_EVERY = 4  # every k-th of those searches looks at the whole frame, the others
-# only where the picture changed (a new face changes it); 1: always the whole frame
+# search for new faces every k-th frame (the whole frame at once after a camera cut
+# or when a face is lost); in between, follow the faces already found
+DETECT_EVERY = 15
+# every k-th of those searches looks at the whole frame, the others only where the
+# picture changed (a new face changes it); 1: always the whole frame
+FULL_SEARCH_EVERY = 4
+
+# Following the faces and their emotions.
 
 SMOOTHING = 0.7  # share of a face's past probabilities kept each frame (0: raw labels)
 MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues the track
 MAX_MISSED = 5  # forget a face that this many searches in a row looked for and did not find
-# Below this smoothed top probability a face is labelled "uncertain" (grey box): on
-# FER-2013's PrivateTest faces the shipped model's labels under 0.56 are wrong more
-# often than right (`python -m bench.confidence` measures it for models/).
+# below this smoothed top probability a face is labelled "uncertain" (grey box): the
+# point under which the model's labels are wrong more often than right on FER-2013's
+# PrivateTest faces (`python -m bench.confidence` finds it for a model)
 MIN_CONFIDENCE = 0.56
 
+# What the command line accepts for a setting where its default's type says too
+# little: choices, or a function that converts the text (ValueError: refused).
+ACCEPTS = {
+    "VIEWS": fer.VIEW_CHOICES,
+    "WORKERS": fer.number(0, kind=int),
+    "DETECTOR": ("auto", "haar", "yunet"),
+    "MIN_SCORE": fer.number(0, 1),
+    "SCALE_FACTOR": fer.number(1.01, 2),
+    "MIN_NEIGHBORS": fer.number(0, kind=int),
+    "MIN_FACE": fer.number(1, kind=int),
+    "MARGIN": fer.number(0, 1),
+    "DETECT_EVERY": fer.number(1, kind=int),
+    "FULL_SEARCH_EVERY": fer.number(1, kind=int),
+    "SMOOTHING": fer.number(0, 0.99),
+    "MIN_IOU": fer.number(0, 1),
+    "MAX_MISSED": fer.number(1, kind=int),
+    "MIN_CONFIDENCE": fer.number(0, 1),
+}
 SETTINGS = {name: value for name, value in globals().items()
-            if name.isupper() and name not in ("HERE", "UNCERTAIN")}  # fmt: skip
+            if name.isupper() and name not in ("HERE", "UNCERTAIN", "ACCEPTS")}  # fmt: skip
 
 WINDOW = "Emotion recognition (q to quit)"
 COLOURS = {  # box colour per label, BGR
@@ -96,8 +124,7 @@ LABELS = (*fer.EMOTIONS, UNCERTAIN)  # what a face can be shown as
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = fer.settings_parser(SETTINGS, __doc__)
-    return parser.parse_args(argv)
+    return fer.settings_parser(SETTINGS, __doc__, [__file__], ACCEPTS).parse_args(argv)
 
 
 # --------------------------------------------------------------------------
@@ -552,7 +579,6 @@ def label_frames(
 
 def main() -> None:
     cfg = parse_args()
-    check_settings(cfg)
     import fer_study  # here, not at the top: it imports this module
 
     if fer_study.is_study(cfg.source):
@@ -579,14 +605,6 @@ def main() -> None:
         print(f"wrote one row per face to {cfg.log}")
     if cfg.explain_dir:
         print(f"wrote one explanation per face to {cfg.explain_dir}/")
-
-
-def check_settings(cfg: argparse.Namespace) -> None:
-    if min(cfg.detect_every, cfg.full_search_every) < 1 or not (
-        0 <= cfg.smoothing < 1 and 0 <= cfg.min_confidence <= 1
-    ):
-        raise UserError("--detect-every and --full-search-every must be >= 1, --smoothing in "
-                        "[0, 1) and --min-confidence in [0, 1]")  # fmt: skip
 
 
 def label(

@@ -48,22 +48,32 @@ import gradio as gr  # noqa: E402
 # --------------------------------------------------------------------------
 
 HOST = "127.0.0.1"  # who may connect: this machine; "0.0.0.0": the local network too
-PORT = 7860
+PORT = 7860  # the page's port: http://HOST:PORT
 SHARE = False  # also a public link, through Gradio's share servers
 MAX_UPLOAD_MB = 100  # larger uploads are refused
 MAX_MEGAPIXELS = 40.0  # larger photos are refused (a 4K frame has 8.3)
 MAX_FRAMES = 1800  # a video's frames labelled at most (a minute at 30 FPS); the rest are left
 STREAM_EVERY = 0.05  # seconds between the webcam frames the page sends: 20 a second at most
 
+# What the command line accepts beyond the type of each setting's default.
+ACCEPTS = {
+    "PORT": fer.number(1, 65535, kind=int),
+    "MAX_UPLOAD_MB": fer.number(1, kind=int),
+    "MAX_MEGAPIXELS": fer.number(0.1),
+    "MAX_FRAMES": fer.number(1, kind=int),
+    "STREAM_EVERY": fer.number(0.01, 10),
+}
 OWN_SETTINGS = {name: value for name, value in globals().items()
-                if name.isupper() and name != "FOLDER"}  # fmt: skip
+                if name.isupper() and name not in ("FOLDER", "ACCEPTS")}  # fmt: skip
 # video_tester.py's settings and defaults, less its files and window: the page has its own
-FILE_SETTINGS = ("SOURCE", "SAMPLE", "OUTPUT", "LOG", "SUMMARY", "EXPLAIN_DIR", "DISPLAY")
+FILE_SETTINGS = ("SOURCE", "SAMPLE", "OUTPUT", "LOG", "SUMMARY", "EXPLAIN_DIR", "DISPLAY",
+                 "WORKERS", "RAY", "ANNOTATE")  # fmt: skip
 PIPELINE_SETTINGS = {n: v for n, v in vt.SETTINGS.items() if n not in FILE_SETTINGS}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = fer.settings_parser({**OWN_SETTINGS, **PIPELINE_SETTINGS}, __doc__)
+    parser = fer.settings_parser({**OWN_SETTINGS, **PIPELINE_SETTINGS}, __doc__,
+                                 [vt.__file__, __file__], {**vt.ACCEPTS, **ACCEPTS})  # fmt: skip
     parser.set_defaults(**{name.lower(): vt.SETTINGS[name] for name in FILE_SETTINGS})
     return parser.parse_args(argv)
 
@@ -217,7 +227,6 @@ def page(demo: WebDemo) -> gr.Blocks:
 
 def main() -> None:
     cfg = parse_args()
-    vt.check_settings(cfg)
     if min(cfg.max_upload_mb, cfg.max_frames) < 1 or min(cfg.max_megapixels, cfg.stream_every) <= 0:
         raise UserError("--max-upload-mb, --max-frames, --max-megapixels and --stream-every "
                         "must be positive")  # fmt: skip

@@ -6,17 +6,24 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from conftest import assert_one_line_error, run_script
 
 import emotion_recognition as er
 import fer_common as fer
+import video_tester as vt
 
 
 def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return [action for action in parser._actions if action.dest != "help"]
 
 
-def test_every_training_option_has_help_text():
-    for action in options(er.make_parser()):
+def demo_parser() -> argparse.ArgumentParser:
+    return fer.settings_parser(vt.SETTINGS, vt.__doc__, [vt.__file__], vt.ACCEPTS)
+
+
+@pytest.mark.parametrize("parser", [er.make_parser, demo_parser], ids=["training", "demo"])
+def test_every_option_has_help_text(parser):
+    for action in options(parser()):
         text = (action.help or "").split("(default:")[0].strip()
         assert len(text) > 10, f"{action.option_strings[0]} has no help text"
 
@@ -24,6 +31,9 @@ def test_every_training_option_has_help_text():
 def test_only_the_settings_at_the_top_become_options():
     flags = {action.dest for action in options(er.make_parser())}
     assert flags == {name.lower() for name in er.SETTINGS} | {"evaluate", "export", "resume"}
+    flags = {action.dest for action in options(demo_parser())}
+    assert flags == {name.lower() for name in vt.SETTINGS}
+    assert "uncertain" not in flags  # an imported constant, not a setting
 
 
 def test_help_comes_from_the_comment_beside_or_above_the_setting():
@@ -61,6 +71,31 @@ def test_a_setting_that_cannot_work_is_refused_at_once(flag, value, capsys):
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert flag in error and repr(value) in error, error
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--detector", "yunett"),
+        ("--views", "two"),
+        ("--detect-every", "0"),
+        ("--smoothing", "1"),
+        ("--workers", "-1"),
+        ("--min-confidence", "high"),
+    ],
+)
+def test_a_demo_setting_that_cannot_work_is_refused_at_once(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        vt.parse_args([flag, value])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert flag in error and repr(value) in error, error
+
+
+def test_a_typo_on_the_command_line_is_one_error_line():
+    result = run_script("video_tester.py", "--detector", "yunett", "--no-display")
+    assert_one_line_error(result, "--detector", "invalid choice", "'yunett'")
+    assert result.returncode == 2
 
 
 def test_auto_or_a_number():

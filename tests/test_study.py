@@ -351,7 +351,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_is_finished(
     wait_for_first_recording(run, results)
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C sends: to the parent and its workers
     stdout, stderr = run.communicate(timeout=120)
-    assert run.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert run.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
     assert "recordings finished in this run are kept" in stdout
     deadline = time.monotonic() + 10
     with pytest.raises(ProcessLookupError):  # no worker left behind, once reaped
@@ -396,7 +396,6 @@ def test_bad_study_commands_are_one_line_errors(recordings: Path, tmp_path: Path
     assert "--output FOLDER" in error()
     assert "--output FOLDER" in error("--output", str(tmp_path / "study.mp4"))
     assert "leave out --log" in error("--output", str(tmp_path), "--log", "faces.csv")
-    assert "--workers" in error("--output", str(tmp_path), "--workers", "-1")
     if importlib.util.find_spec("ray"):
         nowhere = f"127.0.0.1:{free_ports(1)[0]}"
         assert "nothing answers at" in error("--output", str(tmp_path), "--ray", nowhere)

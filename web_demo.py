@@ -227,9 +227,6 @@ def page(demo: WebDemo) -> gr.Blocks:
 
 def main() -> None:
     cfg = parse_args()
-    if min(cfg.max_upload_mb, cfg.max_frames) < 1 or min(cfg.max_megapixels, cfg.stream_every) <= 0:
-        raise UserError("--max-upload-mb, --max-frames, --max-megapixels and --stream-every "
-                        "must be positive")  # fmt: skip
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: tidy up
     blocks = page(WebDemo(cfg))
     try:

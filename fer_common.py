@@ -298,6 +298,12 @@ def inference_copy(model):
     (no optimizer state, which would triple the file), with the same weights."""
     config = model.get_config()
     for layer in config["layers"]:
+        # Lists as tuples: a loaded model's augmentation layers hold their value
+        # ranges as Keras' tracked lists, which the legacy .h5 writer cannot copy.
+        layer["config"] = {
+            key: tuple(value) if isinstance(value, list) else value
+            for key, value in layer["config"].items()
+        }
         layer["config"]["dtype"] = "float32"
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")  # the Sequential's own dtype

@@ -157,12 +157,27 @@ def test_saved_model_loads_in_plain_keras(trained, tmp_path: Path):
 
 
 def output_model(bias: np.ndarray):
-    """A model that is its own output layer: logits = inputs + bias."""
+    """A model whose logits are a face's first 7 pixels plus bias (see `as_faces`)."""
     import keras
 
-    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(7, "softmax", name="emotion")])
-    model.get_layer("emotion").set_weights([np.eye(7, dtype="float32"), bias.astype("float32")])
+    model = keras.Sequential([
+        keras.Input((fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(7, "softmax", name="emotion"),
+    ])  # fmt: skip
+    kernel = np.zeros((fer.IMAGE_SIZE**2, 7), "float32")
+    kernel[np.arange(7), np.arange(7)] = 1
+    model.get_layer("emotion").set_weights([kernel, bias.astype("float32")])
     return model
+
+
+def as_faces(logits: np.ndarray) -> np.ndarray:
+    """Faces whose top row starts with the logits and ends with them mirrored, so that
+    every test-time view (a face and its mirror image) gives `output_model` the same."""
+    faces = np.zeros((len(logits), fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1), "float32")
+    faces[:, 0, :7, 0] = logits
+    faces[:, 0, -7:, 0] = logits[:, ::-1]
+    return faces
 
 
 def test_prior_correction_undoes_a_bias_toward_frequent_classes():
@@ -170,9 +185,7 @@ def test_prior_correction_undoes_a_bias_toward_frequent_classes():
     log_share = np.log(counts / counts.sum())
     model = output_model(log_share)  # its bias learned the class shares: the rare class loses
     labels = np.repeat(np.arange(7), 30)
-    inputs = (2 * np.eye(7)[labels] + np.random.default_rng(0).normal(0, 0.7, (210, 7))).astype(
-        "float32"
-    )
+    inputs = as_faces(2 * np.eye(7)[labels] + np.random.default_rng(0).normal(0, 0.7, (210, 7)))
     data = {"train": (None, np.repeat(np.arange(7), counts)), "val": (inputs, labels)}
     before = model.predict(inputs, verbose=0)
 
@@ -196,7 +209,7 @@ def test_temperature_scaling_fixes_an_overconfident_model_and_keeps_its_labels()
     # Logits that rank the true class first only about 60 % of the time, scaled up 6x:
     # the model says ~99 % where it is right ~60 % of the time.
     logits = 6 * (1.2 * np.eye(7)[labels] + rng.normal(0, 1, (2000, 7)))
-    inputs = logits.astype("float32")
+    inputs = as_faces(logits)
     model = output_model(np.zeros(7))
     before = model.predict(inputs, verbose=0)
     data = {"train": (None, np.arange(7)), "val": (inputs[:1000], labels[:1000])}

@@ -135,7 +135,7 @@ class Study:
         shutil.rmtree(partial, ignore_errors=True)  # what a killed run left half-written
         self.records = records
         started = time.perf_counter()
-        workers = min(self.cfg.workers or os.cpu_count() or 1, len(todo))
+        workers = min(self.cfg.workers or max(1, (os.cpu_count() or 1) // 2), len(todo))
         self.progress = Progress(len(todo), sum(frame_count(r.path) for r in todo))
         try:
             if todo and self.cfg.ray:

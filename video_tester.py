@@ -60,7 +60,9 @@ DISPLAY = True  # show a window (--no-display for headless runs)
 
 # A study: --source a folder holding videos, --output a folder for the results.
 
-WORKERS = 0  # recordings labelled side by side, each worker with its own model; 0: one per core
+# recordings labelled side by side, each worker with its own model; 0: one per two
+# cores, since one recording's pipeline (detection, classification) keeps two busy
+WORKERS = 0
 RAY = ""  # label them on the Ray cluster at this address ("auto", "HOST:6379"); "": here
 ANNOTATE = False  # also write each recording annotated
 

@@ -40,6 +40,9 @@ def test_the_readmes_results_are_the_shipped_models():
     for key in ("test_accuracy", "test_accuracy_one_view"):
         assert f"{100 * METRICS[key]:.1f} %" in row, key
     assert f"{METRICS['test_macro_f1']:.3f}" in row
+    recall = next(line for line in readme if line.startswith("Recall per emotion"))
+    for name in fer.EMOTIONS:
+        assert f"{name} {100 * METRICS['per_class'][name]['recall']:.0f} %" in recall, name
 
 
 def test_litert_model_agrees_with_keras_on_faces():

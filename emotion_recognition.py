@@ -50,7 +50,9 @@ LEARNING_RATE = 1e-3  # peak learning rate of AdamW
 WEIGHT_DECAY = 0.05
 LABEL_SMOOTHING = 0.1  # train towards 0.9 for the label, not 1: FER-2013's labels are noisy
 LR_SCHEDULE = "cosine"  # "cosine": decay to 0 over EPOCHS; "plateau": halve when stuck
-PATIENCE = 20  # stop after this many epochs without a better validation accuracy
+# with the plateau schedule: stop after this many epochs without a better validation
+# accuracy (a cosine schedule runs all EPOCHS: its best epochs come at its end)
+PATIENCE = 20
 # "mixed_bfloat16" computes in bfloat16 (keeping float32 weights), "float32" does
 # not; "auto": bfloat16 where the hardware has units for it (a GPU; a CPU with AMX
 # or AVX-512 BF16). The saved model is float32 either way
@@ -349,10 +351,11 @@ def train(model, data, cfg: argparse.Namespace, run: fer_runs.Run) -> int:
     import keras
 
     compile_model(model, cfg, len(data["train"][1]))
-    plateau = None
+    plateau, patience = None, cfg.epochs  # (cosine: no early stopping)
     if cfg.lr_schedule == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
-    checkpoint = fer_runs.Checkpoint(run, cfg.patience, plateau)  # after the plateau: its state
+        patience = cfg.patience
+    checkpoint = fer_runs.Checkpoint(run, patience, plateau)  # after the plateau: its state
     distribution = keras.distribution.distribution()
     split = 1 if distribution is None else distribution.device_mesh.devices.size
     batches = fer_data.FaceBatches(
@@ -361,7 +364,7 @@ def train(model, data, cfg: argparse.Namespace, run: fer_runs.Run) -> int:
     callbacks = [plateau, checkpoint] if plateau else [checkpoint]
     try:
         with fer_runs.CtrlC() as ctrl_c:
-            if not run.finished(cfg.epochs, cfg.patience):
+            if not run.finished(cfg.epochs, patience):
                 model.fit(
                     batches,
                     steps_per_epoch=len(batches),

@@ -152,6 +152,21 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):
     fer.load_model(tmp_path / "models")
 
 
+@pytest.mark.parametrize("schedule, stops_early", [("cosine", False), ("plateau", True)])
+def test_only_the_plateau_schedule_stops_early(schedule, stops_early, tmp_path: Path):
+    """A learning rate of 0 never improves on the first epoch: --patience 1 ends a
+    plateau run at once, while a cosine run (best at its end) runs every epoch."""
+    data = write_fer_csv(tmp_path / "fer2013.csv", per_class=20)
+    result = run_script(
+        "emotion_recognition.py", "--data", str(data), "--out-dir", str(tmp_path / "models"),
+        "--runs", str(tmp_path / "runs"), "--epochs", "5", "--patience", "1",
+        "--learning-rate", "0", "--lr-schedule", schedule, *SMALL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    epochs_run = json.loads((tmp_path / "models" / "metrics.json").read_text())["epochs_run"]
+    assert (epochs_run < 5) == stops_early, epochs_run
+
+
 def test_saved_model_loads_in_plain_keras(trained, tmp_path: Path):
     assert_plain_keras_loads(trained[1], tmp_path)
 

@@ -186,6 +186,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.set_defaults(**PRESETS[known.preset])  # flags given on the command line still win
     if known.resume:
         run = fer_runs.Run.open(known.resume, known.runs)
+        gone = sorted(set(run.state["settings"]) - {name.lower() for name in SETTINGS})
+        if gone:  # going on without them would silently train another recipe
+            flags = ", ".join("--" + name.replace("_", "-") for name in gone)
+            raise UserError(
+                f"{run.folder} was trained with {flags}, which this version of the script "
+                "does not have: start a new run"
+            )
         parser.set_defaults(**run.state["settings"])  # here too
     cfg = parser.parse_args(argv)
     if known.resume:

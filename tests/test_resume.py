@@ -160,6 +160,14 @@ def test_nothing_to_resume(tmp_path: Path):
         er.parse_args(["--runs", str(tmp_path), "--resume"])
 
 
+def test_a_run_with_a_setting_this_version_lacks_is_refused(tmp_path: Path):
+    (tmp_path / "old").mkdir()
+    settings = {"epochs": 26, "optimizer": "sgd"}  # --optimizer has since left the script
+    (tmp_path / "old" / fer_runs.STATE).write_text(json.dumps({"settings": settings}))
+    with pytest.raises(fer.UserError, match="trained with --optimizer, which this version"):
+        er.parse_args(["--runs", str(tmp_path), "--resume"])
+
+
 # --------------------------------------------------------------------------
 # The checkpoint's bookkeeping, epoch by epoch, across a resume
 # --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import fer_calibration
 import fer_common as fer
 import fer_data
 import fer_runs
@@ -404,89 +405,6 @@ def compile_model(model, cfg: argparse.Namespace, train_faces: int) -> None:
 
 
 # --------------------------------------------------------------------------
-# Calibration: two fixes of the output layer, chosen on the validation faces
-# --------------------------------------------------------------------------
-
-
-def calibrate(model, data: dict, cfg: argparse.Namespace) -> dict:
-    """Pick the prior correction and the temperature on the validation faces, as the
-    demo sees them (its test-time views, averaged), and fold both into the output
-    layer (so every model file carries them); returns them."""
-    from sklearn.metrics import f1_score
-
-    faces, labels = data["val"]
-    log_prob = np.log(fer.predict_views(model, faces) + 1e-12)  # (views, faces, emotions)
-    counts = np.bincount(data["train"][1], minlength=len(fer.EMOTIONS))
-    log_share = np.log(np.maximum(counts, 1) / counts.sum())
-
-    # Rare emotions are rarely predicted: logit adjustment (Menon et al., 2021).
-    macro_f1 = {
-        tau: f1_score(labels, averaged(log_prob - tau * log_share).argmax(axis=1), average="macro")
-        for tau in (0.0, 0.25, 0.5, 0.75, 1.0)
-    }
-    tau = max(macro_f1, key=macro_f1.get) if cfg.prior_correction == "auto" else None
-    tau = float(cfg.prior_correction) if tau is None else tau
-    print(
-        "prior correction -> validation macro-F1: "
-        + ", ".join(f"{t:g}: {score:.3f}" for t, score in macro_f1.items())
-        + f"; keeping {tau:g}"
-    )
-    log_prob = log_prob - tau * log_share
-    # Temperature scaling (Guo et al., 2017): one divisor of the logits, fitted by
-    # validation log-loss; it changes confidences, never the predicted emotion.
-    temperature = fit_temperature(log_prob, labels) if cfg.calibrate else 1.0
-    print(f"temperature: {temperature:.3f}")
-
-    layer = model.get_layer("emotion")
-    kernel, bias = layer.get_weights()
-    layer.set_weights([kernel / temperature, (bias - tau * log_share) / temperature])
-    return {
-        "prior_correction": tau,
-        "temperature": temperature,
-        "val_macro_f1_by_prior_correction": macro_f1,
-    }
-
-
-def averaged(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """The probabilities (N, 7) of logits (views, N, 7), averaged over the views."""
-    from scipy.special import softmax
-
-    return softmax(logits / temperature, axis=-1).mean(axis=0)
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T that minimises the log-loss of the views' softmax(logits / T), averaged."""
-    from scipy.optimize import minimize_scalar
-
-    def log_loss(log_t: float) -> float:
-        probabilities = averaged(logits, np.exp(log_t))[np.arange(len(labels)), labels]
-        return -np.log(probabilities + 1e-12).mean()
-
-    return float(np.exp(minimize_scalar(log_loss, bounds=(-3, 3), method="bounded").x))
-
-
-def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error: the gap between confidence and accuracy, averaged
-    over equal-width confidence bins weighted by their share of faces."""
-    gaps = reliability_bins(probabilities, labels, bins)
-    return float(sum(abs(confidence - accuracy) * share for confidence, accuracy, share in gaps))
-
-
-def reliability_bins(
-    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
-) -> list[tuple[float, float, float]]:
-    """(mean confidence, accuracy, share of faces) of each equal-width confidence bin
-    that holds faces."""
-    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    return [
-        (confidence[which == b].mean(), correct[which == b].mean(), np.mean(which == b))
-        for b in range(bins)
-        if np.any(which == b)
-    ]
-
-
-# --------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------
 
@@ -529,7 +447,7 @@ def evaluate(model, data) -> tuple[dict, np.ndarray]:
         "val_accuracy_one_view": one_view["val"],
         "test_accuracy_one_view": one_view["test"],
         "test_macro_f1": report["macro avg"]["f1-score"],
-        "test_calibration_error": calibration_error(probabilities["test"], labels),
+        "test_calibration_error": fer_calibration.calibration_error(probabilities["test"], labels),
         "per_class": {name: report[name] for name in fer.EMOTIONS},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=everyone).tolist(),
     }
@@ -551,26 +469,6 @@ def plot_confusion(matrix: list, path: Path) -> None:
         ax=ax, cmap="Blues", values_format=".2f", colorbar=False
     )
     ax.set_title("Test confusion matrix (share of each true class)")
-    save_figure(fig, path)
-
-
-def plot_reliability(curves: dict[str, np.ndarray], labels: np.ndarray, path: Path) -> None:
-    """Accuracy against confidence in 15 equal-width bins, one line per model."""
-    import matplotlib.pyplot as plt
-
-    bins = 15
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
-    for name, probabilities in curves.items():
-        points = [(confidence, accuracy)
-                  for confidence, accuracy, share in reliability_bins(probabilities, labels, bins)
-                  if round(share * len(labels)) >= 10]  # skip near-empty bins  # fmt: skip
-        ece = calibration_error(probabilities, labels, bins)
-        ax.plot(*zip(*points), marker="o", label=f"{name} (ECE {ece:.1%})")
-    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    ax.set_title("Test reliability diagram")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
     save_figure(fig, path)
 
 
@@ -682,12 +580,12 @@ def finish(model, data: dict, cfg: argparse.Namespace, run: fer_runs.Run) -> dic
     """Calibrate the trained model, evaluate it, and save it and its plots to OUT_DIR."""
     model = fer.inference_copy(model)  # float32, without the optimizer: as saved
     uncalibrated = fer.predict(model, data["test"][0])
-    calibration = calibrate(model, data, cfg)
+    calibration = fer_calibration.calibrate(model, data, cfg.prior_correction, cfg.calibrate)
     metrics, probabilities = evaluate(model, data)
     labels = data["test"][1]
     metrics.update(
         calibration,
-        test_calibration_error_uncalibrated=calibration_error(uncalibrated, labels),
+        test_calibration_error_uncalibrated=fer_calibration.calibration_error(uncalibrated, labels),
         parameters=model.count_params(),
     )
     out_dir = Path(cfg.out_dir)
@@ -698,10 +596,9 @@ def finish(model, data: dict, cfg: argparse.Namespace, run: fer_runs.Run) -> dic
     with atomic_path(out_dir / "training_log.csv") as tmp:
         run.log_table().to_csv(tmp, index=False)
     plot_confusion(metrics["confusion_matrix"], out_dir / "confusion_matrix.png")
-    plot_reliability(
-        {"as trained": uncalibrated, "calibrated (shipped)": probabilities},
-        labels,
-        out_dir / "reliability_diagram.png",
+    curves = {"as trained": uncalibrated, "calibrated (shipped)": probabilities}
+    save_figure(
+        fer_calibration.reliability_diagram(curves, labels), out_dir / "reliability_diagram.png"
     )
     plot_curves(out_dir / "training_log.csv", out_dir / "training_curves.png")
     return metrics

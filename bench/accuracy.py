@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 import emotion_recognition as er
+import fer_calibration
 import fer_common as fer
 import fer_data
 
@@ -102,7 +103,7 @@ def scores(contender: Contender, faces: np.ndarray, labels: np.ndarray) -> dict:
         "accuracy": float(np.mean(predicted == labels)),
         "macro_f1": f1_score(labels, predicted, labels=everyone, average="macro"),
         "recall": recall_score(labels, predicted, labels=everyone, average=None, zero_division=0),
-        "calibration_error": er.calibration_error(probabilities, labels),
+        "calibration_error": fer_calibration.calibration_error(probabilities, labels),
     }
 
 

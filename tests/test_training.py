@@ -24,6 +24,7 @@ from conftest import (
 )
 
 import emotion_recognition as er
+import fer_calibration
 import fer_common as fer
 
 
@@ -204,9 +205,9 @@ def test_prior_correction_undoes_a_bias_toward_frequent_classes():
     data = {"train": (None, np.repeat(np.arange(7), counts)), "val": (inputs, labels)}
     before = model.predict(inputs, verbose=0)
 
-    off = er.calibrate(model, data, er.parse_args(["--prior-correction", "0", "--no-calibrate"]))
+    off = fer_calibration.calibrate(model, data, 0, scale_temperature=False)
     np.testing.assert_allclose(model.predict(inputs, verbose=0), before, atol=1e-6)
-    chosen = er.calibrate(model, data, er.parse_args(["--no-calibrate"]))
+    chosen = fer_calibration.calibrate(model, data, scale_temperature=False)
     after = model.predict(inputs, verbose=0).argmax(axis=1)
 
     tau = chosen["prior_correction"]
@@ -229,24 +230,26 @@ def test_temperature_scaling_fixes_an_overconfident_model_and_keeps_its_labels()
     before = model.predict(inputs, verbose=0)
     data = {"train": (None, np.arange(7)), "val": (inputs[:1000], labels[:1000])}
 
-    result = er.calibrate(model, data, er.parse_args(["--prior-correction", "0"]))
+    result = fer_calibration.calibrate(model, data, 0)
     after = model.predict(inputs, verbose=0)
 
     assert result["temperature"] > 3
     np.testing.assert_array_equal(after.argmax(axis=1), before.argmax(axis=1))
     held_out = slice(1000, None)  # faces the temperature was not fitted on
-    ece_before = er.calibration_error(before[held_out], labels[held_out])
-    ece_after = er.calibration_error(after[held_out], labels[held_out])
+    ece_before = fer_calibration.calibration_error(before[held_out], labels[held_out])
+    ece_after = fer_calibration.calibration_error(after[held_out], labels[held_out])
     assert ece_before > 0.2 and ece_after < 0.05
 
 
 def test_calibration_error_of_known_cases():
     labels = np.array([0, 0, 0, 0])
     sure_and_right = np.tile(np.eye(7)[0], (4, 1))
-    assert er.calibration_error(sure_and_right, labels) == pytest.approx(0)
+    assert fer_calibration.calibration_error(sure_and_right, labels) == pytest.approx(0)
     # 70 % confident on every face, right on half of them: a gap of 0.2
     probabilities = np.tile([0.7, 0.3, 0, 0, 0, 0, 0], (4, 1))
-    assert er.calibration_error(probabilities, np.array([0, 0, 1, 1])) == pytest.approx(0.2)
+    assert fer_calibration.calibration_error(
+        probabilities, np.array([0, 0, 1, 1])
+    ) == pytest.approx(0.2)
 
 
 # --------------------------------------------------------------------------

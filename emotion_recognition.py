@@ -1,6 +1,6 @@
 """Train a facial-expression CNN on FER-2013, evaluate it, save it to models/.
 
-    python emotion_recognition.py                      # the shipped model's recipe: 100 epochs
+    python emotion_recognition.py                      # the shipped model's recipe: 200 epochs
     python emotion_recognition.py --preset fast        # the same in 40 epochs
     python emotion_recognition.py --epochs 3 --limit 2000   # a quick try
     python emotion_recognition.py --resume             # go on after a crash or Ctrl-C
@@ -43,7 +43,7 @@ DEVICES = 0  # accelerators to train on, with the JAX backend (0: all visible; 1
 LIMIT = 0  # train on this many random training faces only (0: all of them)
 SEED = 42  # seeds the shuffling, the augmentation and the weights: a run is repeatable
 
-EPOCHS = 100  # passes over the training faces
+EPOCHS = 200  # passes over the training faces
 BATCH_SIZE = 64  # faces per training step
 LEARNING_RATE = 1e-3  # peak learning rate of AdamW
 # AdamW's decoupled weight decay; Keras multiplies it by the learning rate, as the

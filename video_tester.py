@@ -93,7 +93,7 @@ MAX_MISSED = 5  # forget a face that this many searches in a row looked for and 
 # below this smoothed top probability a face is labelled "uncertain" (grey box): the
 # point under which the model's labels are wrong more often than right on FER-2013's
 # PublicTest faces (`python -m bench.confidence` finds it for a model)
-MIN_CONFIDENCE = 0.54
+MIN_CONFIDENCE = 0.55
 
 # What the command line accepts for a setting where its default's type says too
 # little: choices, or a function that converts the text (ValueError: refused).

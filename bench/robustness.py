@@ -124,7 +124,7 @@ def main() -> None:
             worst[contender.name] = min(worst[contender.name], score)
             cells.append(f"{score:.2%} ({100 * (score - clean[contender.name]):+.1f})")
         rows.append([title, *cells])
-    rows.append(["average drop", *(f"{100 * np.mean(drops[c.name]):.1f} points"
+    rows.append(["average drop", *(f"{100 * np.mean(drops[c.name]):.2f} points"
                                    for c in contenders)])  # fmt: skip
     rows.append(["worst condition", *(f"{worst[c.name]:.2%}" for c in contenders)])
 

@@ -130,7 +130,7 @@ def test_crop_faces_widens_the_box_and_clips_at_the_border():
     assert faces.shape == (2, 48, 48, 1) and faces.dtype == np.uint8
     # The second box, widened by 2 px each side, is the 24x24 square at (38, 38).
     np.testing.assert_array_equal(
-        faces[1, :, :, 0], cv2.resize(gray[38:62, 38:62], (48, 48), interpolation=cv2.INTER_LINEAR)
+        faces[1, :, :, 0], cv2.resize(gray[38:62, 38:62], (48, 48), interpolation=fer.UPSCALING)
     )
 
 

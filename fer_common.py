@@ -209,8 +209,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 def to_model_face(gray: np.ndarray) -> np.ndarray:
     """A grayscale face of any size as the model's 48x48 uint8 input."""
-    interpolation = cv2.INTER_AREA if min(gray.shape[:2]) > IMAGE_SIZE else UPSCALING
-    return cv2.resize(gray, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+    scale = IMAGE_SIZE / min(gray.shape[:2])
+    return cv2.resize(gray, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation(scale))
+
+
+def interpolation(scale: float) -> int:
+    """OpenCV's interpolation for resizing a face by `scale`: INTER_AREA to shrink
+    (no aliasing), UPSCALING to enlarge."""
+    return cv2.INTER_AREA if scale < 1 else UPSCALING
 
 
 def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float = FACE_MARGIN) -> np.ndarray:

@@ -472,8 +472,8 @@ def upright_face(
     reach = int(np.ceil(side * np.sqrt(2)))  # holds the turned square at any angle
     region = cv2.getRectSubPix(gray, (reach, reach), (x + w / 2, y + h / 2))  # edges repeat
     scale = size / side
-    small = cv2.resize(region, None, fx=scale, fy=scale,  # shrink first: INTER_AREA, no aliasing
-                       interpolation=cv2.INTER_AREA if scale < 1 else fer.UPSCALING)  # fmt: skip
+    # resize first, turn after: warpAffine alone would alias a big face
+    small = cv2.resize(region, None, fx=scale, fy=scale, interpolation=fer.interpolation(scale))
     centre = (small.shape[1] / 2, small.shape[0] / 2)
     turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
     turn[:, 2] += (size / 2 - centre[0], size / 2 - centre[1])

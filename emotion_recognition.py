@@ -37,6 +37,11 @@ HERE = Path(__file__).resolve().parent
 # --------------------------------------------------------------------------
 
 DATA = str(HERE / "data" / "fer2013.csv")  # Kaggle CSV (.csv, .csv.gz, .csv.xz) or image folders
+# FER+ votes (fer2013new.csv: ten taggers a face, paired row by row with DATA): train
+# on each face's vote distribution, pick and test against the taggers' majority.
+# "auto": fer2013new.csv beside DATA where it is there; "none": FER-2013's own
+# labels, one annotator's guess a face (the classic recipe)
+VOTES = "auto"
 OUT_DIR = str(HERE / "models")  # where the trained model, its metrics and plots go
 RUNS = str(HERE / "runs")  # a folder per training run: each epoch's checkpoint, for --resume
 DEVICES = 0  # accelerators to train on, with the JAX backend (0: all visible; 1: one)
@@ -50,6 +55,8 @@ LEARNING_RATE = 1e-3  # peak learning rate of AdamW
 # AdamW paper and PyTorch do, so the usual values apply (1e-4 is almost none)
 WEIGHT_DECAY = 0.05
 LABEL_SMOOTHING = 0.1  # train towards 0.9 for the label, not 1: FER-2013's labels are noisy
+ORIGINAL_WEIGHT = 0.0  # with VOTES: the share of FER-2013's own label in each face's target
+MAJORITY_ONLY = False  # with VOTES: train only on faces that most of their taggers agree on
 LR_SCHEDULE = "cosine"  # "cosine": decay to 0 over EPOCHS; "plateau": halve when stuck
 # with the plateau schedule: stop after this many epochs without a better validation
 # accuracy (a cosine schedule runs all EPOCHS: its best epochs come at its end)
@@ -128,6 +135,7 @@ ACCEPTS = {
     "LEARNING_RATE": fer.number(0),
     "WEIGHT_DECAY": fer.number(0),
     "LABEL_SMOOTHING": fer.number(0, 1),
+    "ORIGINAL_WEIGHT": fer.number(0, 1),
     "LR_SCHEDULE": ("cosine", "plateau"),
     "PATIENCE": fer.number(1, kind=int),
     "PRECISION": ("auto", "float32", "mixed_bfloat16"),
@@ -409,10 +417,31 @@ def compile_model(model, cfg: argparse.Namespace, train_faces: int) -> None:
 # --------------------------------------------------------------------------
 
 
-def evaluate(model, data) -> tuple[dict, np.ndarray]:
+def learning_task(data: dict, cfg: argparse.Namespace) -> tuple[dict, dict | None]:
+    """(what the model learns, is picked and tested on; FER-2013's own labels, or None).
+
+    With FER+ votes: training faces with their vote targets (fer_data.vote_targets),
+    and the validation and test faces that have a majority label, with that label
+    (the usual FER+ protocol). Without: the data as loaded, and None."""
+    if len(data["train"]) == 2:
+        return data, None
+    original = {split: (faces, labels) for split, (faces, labels, _) in data.items()}
+    faces, labels, votes = data["train"]
+    targets, kept = fer_data.vote_targets(votes, labels, cfg.original_weight, cfg.majority_only)
+    task = {"train": (faces[kept], targets[kept])}
+    for split in ("val", "test"):
+        faces, _, votes = data[split]
+        majority = fer_data.majority_labels(votes)
+        task[split] = (faces[majority >= 0], majority[majority >= 0])
+    return task, original
+
+
+def evaluate(model, data, original: dict | None = None) -> tuple[dict, np.ndarray]:
     """Accuracy on every split, as the demo classifies (its test-time views) and on
     the single face; per-class figures, calibration error and confusion matrix on
-    test. Returns the metrics and the test probabilities."""
+    test. `data`: the learning task's faces and labels (the FER+ majority, where the
+    votes are at hand); `original`: FER-2013's own labels, measured too. Returns the
+    metrics and the test probabilities."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     held_out = ("val", "test")
@@ -440,6 +469,8 @@ def evaluate(model, data) -> tuple[dict, np.ndarray]:
         )
     )
     metrics = {
+        "labels": "FER+ majority" if original else "FER-2013",
+        "test_faces": len(labels),
         "train_accuracy": one_view["train"],
         "val_accuracy": accuracy["val"],
         "test_accuracy": accuracy["test"],
@@ -451,11 +482,20 @@ def evaluate(model, data) -> tuple[dict, np.ndarray]:
         "per_class": {name: report[name] for name in fer.EMOTIONS},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=everyone).tolist(),
     }
+    if original:  # the same model against FER-2013's own labels, on every face
+        for split in held_out:
+            faces, labels = original[split]
+            for views, suffix in ((fer.VIEWS, ""), ("one", "_one_view")):
+                metrics[f"{split}_accuracy_fer2013{suffix}"] = hit_rate(
+                    fer.predict(model, faces, views), labels
+                )
     return metrics, probabilities["test"]
 
 
 def hit_rate(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(probabilities.argmax(axis=1) == labels))
+    """The share of faces whose top emotion is the label (or the top of a target)."""
+    truth = labels.argmax(axis=1) if labels.ndim == 2 else labels
+    return float(np.mean(probabilities.argmax(axis=1) == truth))
 
 
 def plot_confusion(matrix: list, path: Path) -> None:
@@ -510,8 +550,9 @@ def main() -> None:
         return
     if cfg.evaluate:
         model = fer.load_model(out_dir)  # check the model before the slow data load
-        data = fer_data.load_data(fer_data.find_data(cfg.data), cfg)
-        print_summary(evaluate(model, data)[0])
+        data_path = fer_data.find_data(cfg.data)
+        data = fer_data.load_data(data_path, cfg, fer_data.find_votes(cfg.votes, data_path))
+        print_summary(evaluate(model, *learning_task(data, cfg))[0])
         return
 
     import keras
@@ -524,6 +565,7 @@ def main() -> None:
         raise UserError(f"--precision {precision}: {fer.first_line(error)}") from None
     distribution = choose_devices(cfg.devices, cfg.batch_size)
     data_path = fer_data.find_data(cfg.data)
+    votes_path = fer_data.find_votes(cfg.votes, data_path)
     data_sha256 = fer_data.file_sha256(data_path)
     run = fer_runs.Run.open(cfg.resume, cfg.runs) if cfg.resume else None
     if run:
@@ -535,12 +577,14 @@ def main() -> None:
         ]
         print(f"resuming {run.folder} after epoch {run.epoch}"
               + (f", with changed settings: {', '.join(changed)}" if changed else ""))  # fmt: skip
-    data = fer_data.load_data(data_path, cfg)
+    data, original = learning_task(fer_data.load_data(data_path, cfg, votes_path), cfg)
     if cfg.limit:
         faces, labels = data["train"]
         pick = np.random.default_rng(cfg.seed).permutation(len(labels))[: cfg.limit]
         data["train"] = faces[pick], labels[pick]
-    print(", ".join(f"{name}: {len(labels)} faces" for name, (_, labels) in data.items()))
+    print(", ".join(f"{name}: {len(labels)} faces" for name, (_, labels) in data.items())
+          + (" (FER+ votes; validation and test: the faces with a majority label)"
+             if original else " (FER-2013's own labels)"))  # fmt: skip
     print(f"computing in {precision}")
 
     # Variables made in the distribution's scope are copied to every device.
@@ -553,7 +597,7 @@ def main() -> None:
             run = fer_runs.Run.start(cfg.runs, settings(cfg), data_sha256, model)
         print(f"checkpoint after every epoch: {run.folder}/ (go on after a crash: --resume)")
         epochs_run = train(model, data, cfg, run)
-    metrics = finish(model, data, cfg, run)
+    metrics = finish(model, data, original, cfg, run)
     metrics.update(
         epochs_run=epochs_run,
         best_epoch=run.state["best_epoch"],
@@ -576,12 +620,13 @@ def main() -> None:
     print(f"saved the model, metrics and plots to {out_dir}/")
 
 
-def finish(model, data: dict, cfg: argparse.Namespace, run: fer_runs.Run) -> dict:
+def finish(model, data: dict, original: dict | None, cfg: argparse.Namespace,
+           run: fer_runs.Run) -> dict:  # fmt: skip
     """Calibrate the trained model, evaluate it, and save it and its plots to OUT_DIR."""
     model = fer.inference_copy(model)  # float32, without the optimizer: as saved
     uncalibrated = fer.predict(model, data["test"][0])
     calibration = fer_calibration.calibrate(model, data, cfg.prior_correction, cfg.calibrate)
-    metrics, probabilities = evaluate(model, data)
+    metrics, probabilities = evaluate(model, data, original)
     labels = data["test"][1]
     metrics.update(
         calibration,
@@ -611,11 +656,15 @@ def write_metrics(metrics: dict, out_dir: Path) -> None:
 
 def print_summary(metrics: dict) -> None:
     print(
-        "accuracy  train {train_accuracy:.2%}  validation {val_accuracy:.2%}  "
-        "test {test_accuracy:.2%}  (views: {views}; one view: test "
-        "{test_accuracy_one_view:.2%}; test macro-F1 {test_macro_f1:.3f}, "
+        "accuracy against the {labels} labels  train {train_accuracy:.2%}  validation "
+        "{val_accuracy:.2%}  test {test_accuracy:.2%} of {test_faces} faces  (views: {views}; "
+        "one view: test {test_accuracy_one_view:.2%}; test macro-F1 {test_macro_f1:.3f}, "
         "calibration error {test_calibration_error:.1%})".format(**metrics)
     )
+    if "test_accuracy_fer2013" in metrics:
+        own = "against FER-2013's own labels  validation {val_accuracy_fer2013:.2%}  test "
+        own += "{test_accuracy_fer2013:.2%}  (one view: test {test_accuracy_fer2013_one_view:.2%})"
+        print(own.format(**metrics))
 
 
 if __name__ == "__main__":

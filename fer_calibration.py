@@ -24,12 +24,16 @@ def calibrate(
 ) -> dict:
     """Pick the prior correction ("auto": the best for validation macro-F1) and the
     temperature on data["val"], fold both into the output layer (so every model file
-    carries them), and return them. data["train"][1]: the training labels."""
+    carries them), and return them. data["train"][1]: the training labels (or targets)."""
     from sklearn.metrics import f1_score
 
     faces, labels = data["val"]
     log_prob = np.log(fer.predict_views(model, faces) + 1e-12)  # (views, faces, emotions)
-    counts = np.bincount(data["train"][1], minlength=len(fer.EMOTIONS))
+    targets = data["train"][1]  # labels, or target distributions (FER+ votes)
+    if targets.ndim == 2:
+        counts = targets.sum(axis=0)
+    else:
+        counts = np.bincount(targets, minlength=len(fer.EMOTIONS))
     log_share = np.log(np.maximum(counts, 1) / counts.sum())
 
     macro_f1 = {

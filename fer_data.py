@@ -32,17 +32,26 @@ def find_data(path: str | Path) -> Path:
     return path
 
 
-def load_data(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """FER-2013 as {"train"|"val"|"test": (uint8 faces (N, 48, 48, 1), labels (N,))}."""
-    splits = load_image_folders(path, cfg) if path.is_dir() else load_csv(path, cfg)
-    for name, (_, labels) in splits.items():
+def load_data(
+    path: Path, cfg: argparse.Namespace, votes: Path | None = None
+) -> dict[str, tuple[np.ndarray, ...]]:
+    """FER-2013 as {"train"|"val"|"test": (uint8 faces (N, 48, 48, 1), labels (N,))};
+    with a FER+ `votes` file (for a CSV), each split's (N, 10) vote counts as a third
+    element (columns: VOTE_COLUMNS)."""
+    if votes is not None and path.is_dir():
+        raise UserError(
+            f"FER+ votes pair with FER-2013's CSV, row by row, not with image folders ({path}); "
+            "train with --votes none, or on the CSV"
+        )
+    splits = load_image_folders(path, cfg) if path.is_dir() else load_csv(path, cfg, votes)
+    for name, (_, labels, *_) in splits.items():
         if len(labels) == 0:
             raise UserError(f"the {name} split of {path} is empty")
     check_splits_alike(splits)
     return splits
 
 
-def check_splits_alike(data: dict[str, tuple[np.ndarray, np.ndarray]], sample: int = 500) -> None:
+def check_splits_alike(data: dict[str, tuple[np.ndarray, ...]], sample: int = 500) -> None:
     """Warn, in one line, when the training faces were processed unlike the test faces.
 
     Public copies of FER-2013 circulate whose train/ images are Gaussian-blurred
@@ -51,7 +60,7 @@ def check_splits_alike(data: dict[str, tuple[np.ndarray, np.ndarray]], sample: i
     contrast changes show in a few hundred faces, so this costs well under a second.
     """
     stats = {}
-    for split, (faces, _) in data.items():
+    for split, (faces, *_) in data.items():
         pick = faces[np.linspace(0, len(faces) - 1, min(sample, len(faces))).astype(int), ..., 0]
         stats[split] = {
             "sharpness": float(np.median([cv2.Laplacian(face, cv2.CV_64F).var() for face in pick])),
@@ -80,7 +89,9 @@ def check_splits_alike(data: dict[str, tuple[np.ndarray, np.ndarray]], sample: i
         )
 
 
-def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_csv(
+    path: Path, cfg: argparse.Namespace, votes_path: Path | None = None
+) -> dict[str, tuple[np.ndarray, ...]]:
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as error:
@@ -91,6 +102,7 @@ def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray,
             f"{path} has no {' or '.join(sorted(missing))} column; "
             "expected FER-2013's columns emotion,pixels[,Usage]"
         )
+    votes = None if votes_path is None else read_votes(votes_path, path, table)
     faces = np.zeros((len(table), fer.IMAGE_SIZE * fer.IMAGE_SIZE), np.uint8)
     good = np.zeros(len(table), bool)
     for row, text in enumerate(table["pixels"]):
@@ -115,14 +127,131 @@ def load_csv(path: Path, cfg: argparse.Namespace) -> dict[str, tuple[np.ndarray,
     labels = labels[good].to_numpy(np.int64)
     if usage is not None:
         usage = usage[good].to_numpy()
+        columns = (faces, labels) if votes is None else (faces, labels, votes[good])
         return {
-            split: (faces[usage == split], labels[usage == split])
+            split: tuple(column[usage == split] for column in columns)
             for split in ("train", "val", "test")
         }
     held_out = cfg.val_fraction + cfg.test_fraction
     x_train, x_rest, y_train, y_rest = split_off(faces, labels, held_out, cfg.seed)
     x_val, x_test, y_val, y_test = split_off(x_rest, y_rest, cfg.test_fraction / held_out, cfg.seed)
     return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+
+
+# --------------------------------------------------------------------------
+# FER+ votes: ten taggers a face (Barsoum et al. 2016, microsoft/FERPlus, MIT)
+# --------------------------------------------------------------------------
+
+# The votes file's emotion columns in FER-2013's label order (EMOTIONS), then the
+# three that are no emotion of ours.
+VOTE_COLUMNS = (
+    "anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral",
+    "contempt", "unknown", "NF",
+)  # fmt: skip
+VOTES_URL = "https://github.com/microsoft/FERPlus (fer2013new.csv)"
+
+
+def find_votes(setting: str, data_path: Path) -> Path | None:
+    """The FER+ votes file that VOTES names ("auto": fer2013new.csv beside the data,
+    where it is there), or None: train on FER-2013's own labels."""
+    if setting == "none":
+        return None
+    if setting == "auto":
+        path = data_path.parent / "fer2013new.csv"
+        if path.is_file() and not data_path.is_dir():
+            return path
+        print(
+            f"no FER+ votes at {path}: training on FER-2013's own labels (the classic recipe); "
+            "data/README.md says where to get them"
+        )
+        return None
+    path = Path(setting)
+    if not path.is_file():
+        raise UserError(
+            f"FER+ votes file {path} not found: get fer2013new.csv from {VOTES_URL}, "
+            "or train on FER-2013's own labels with --votes none"
+        )
+    return path
+
+
+def read_votes(path: Path, data_path: Path, table: pd.DataFrame) -> np.ndarray:
+    """The (N, 10) vote counts of a FER+ file that pairs row by row with the FER-2013
+    CSV `table`: checked on the row count and on every row's Usage before any work."""
+    try:
+        votes = pd.read_csv(path, keep_default_na=False)
+    except Exception as error:
+        raise UserError(f"cannot read FER+ votes {path} as a CSV file: {error}") from None
+    missing = [name for name in ("Usage", *VOTE_COLUMNS) if name not in votes.columns]
+    if missing:
+        raise UserError(
+            f"{path} has no {', '.join(missing)} column: not a FER+ votes file "
+            f"(fer2013new.csv, {VOTES_URL})"
+        )
+    if len(votes) != len(table):
+        raise UserError(
+            f"{path} has {len(votes)} rows and {data_path} {len(table)}: the votes do not "
+            "belong to this copy of FER-2013"
+        )
+    if "Usage" not in table:
+        raise UserError(f"{data_path} has no Usage column to pair with the FER+ votes")
+    differ = np.flatnonzero(votes["Usage"].to_numpy() != table["Usage"].to_numpy())
+    if len(differ):
+        raise UserError(
+            f"{path} does not pair with {data_path} row by row: their Usage differs on "
+            f"{len(differ)} rows (first: line {differ[0] + 2}); Microsoft's file follows "
+            "the Kaggle CSV's row order"
+        )
+    columns = votes[list(VOTE_COLUMNS)]
+    counts = columns.apply(pd.to_numeric, errors="coerce").to_numpy(np.float32, copy=True)
+    # FER+ has no face for a few rows (175 of ours): no votes at all, trained on by no one
+    unlabelled = (columns.astype(str) == "").all(axis=1).to_numpy()
+    counts[unlabelled] = 0
+    bad = np.flatnonzero(~np.all((counts >= 0) & (counts <= 10), axis=1))
+    if len(bad):
+        raise UserError(
+            f"{path} has {len(bad)} rows whose votes are not counts from 0 to 10 "
+            f"(first: line {bad[0] + 2})"
+        )
+    return counts
+
+
+def counted_votes(votes: np.ndarray) -> np.ndarray:
+    """The votes with every single vote dropped: one tagger alone is taken for an
+    outlier (the FER+ paper's rule, and microsoft/FERPlus's code)."""
+    return np.where(votes > 1, votes, 0).astype(np.float32)
+
+
+def majority_labels(votes: np.ndarray) -> np.ndarray:
+    """Each face's FER+ majority label, the usual test protocol: after dropping single
+    votes, the class with more than half of the votes; -1 where there is none, or
+    where it is contempt, unknown or not a face (no emotion of our 7)."""
+    counted = counted_votes(votes)
+    top = counted.argmax(axis=1)
+    has_majority = counted.max(axis=1) > counted.sum(axis=1) / 2
+    return np.where(has_majority & (top < len(fer.EMOTIONS)), top, -1)
+
+
+def vote_targets(
+    votes: np.ndarray, labels: np.ndarray, original_weight: float = 0.0, majority_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training targets from the votes: (targets (N, 7) that sum to 1, kept (N,) bool).
+
+    A target is the face's vote distribution over our 7 emotions (single votes
+    dropped), mixed with `original_weight` of its FER-2013 one-hot label. A face is
+    kept where its most voted class is one of the 7 (microsoft/FERPlus drops faces
+    voted unknown or not a face; contempt is no class here), or with
+    `majority_only` where it has a majority label.
+    """
+    counted = counted_votes(votes)
+    emotions = counted[:, : len(fer.EMOTIONS)]
+    total = emotions.sum(axis=1, keepdims=True)
+    kept = (counted.argmax(axis=1) < len(fer.EMOTIONS)) & (total[:, 0] > 0)
+    if majority_only:
+        kept &= majority_labels(votes) >= 0
+    distribution = emotions / np.maximum(total, 1)
+    one_hot = np.eye(len(fer.EMOTIONS), dtype=np.float32)[labels]
+    targets = (1 - original_weight) * distribution + original_weight * one_hot
+    return targets.astype(np.float32), kept
 
 
 def split_off(faces: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> list:
@@ -233,8 +362,9 @@ def file_sha256(path: Path) -> str:
 
 
 class FaceBatches(fer.keras.utils.PyDataset):
-    """(uint8 faces, one-hot labels) batches cut from the arrays as `model.fit` asks
-    for them: a big data set is held as uint8 (2.3 KB a face), never as floats.
+    """(uint8 faces, one-hot labels or target distributions) batches cut from the
+    arrays as `model.fit` asks for them: a big data set is held as uint8 (2.3 KB a
+    face), never as floats.
 
     With a `seed` (training): an endless stream of full batches, reshuffled every
     epoch in an order that depends on the seed and the epoch only, so a resumed run
@@ -290,6 +420,9 @@ class FaceBatches(fer.keras.utils.PyDataset):
         return self.epoch_order[1]
 
     def one_hot(self, pick: np.ndarray) -> np.ndarray:
+        """The targets of the picked faces: one-hot labels, or the given distributions."""
+        if self.labels.ndim == 2:
+            return self.labels[pick]
         return np.eye(len(fer.EMOTIONS), dtype="float32")[self.labels[pick]]
 
 

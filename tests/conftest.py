@@ -21,6 +21,10 @@ SAMPLE_FACE = (177, 66, 95, 95)  # where the Haar cascade finds the astronaut's 
 FER2013 = Path(
     os.environ.get("FER2013_PATH", ROOT.parent / "shared" / "fer2013" / "fer2013.csv.xz")
 )
+# FER+ votes row-aligned with that copy (Microsoft's own follows the Kaggle CSV's order)
+FERPLUS = Path(
+    os.environ.get("FERPLUS_PATH", ROOT.parent / "shared" / "ferplus" / "fer2013new.csv")
+)
 SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
 
 # A small network that learns the synthetic stripes in seconds on a CPU.
@@ -57,6 +61,30 @@ def write_fer_csv(path: Path, per_class: int = 20, usage: bool = True, seed: int
         shares = np.array(["Training"] * 6 + ["PublicTest", "PrivateTest"] * 2)
         table["Usage"] = shares[np.arange(len(table)) % len(shares)]
     table.to_csv(path, index=False)
+    return path
+
+
+# FER+'s vote columns as its file orders them (not FER-2013's label order)
+FERPLUS_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                   "contempt", "unknown", "NF"]  # fmt: skip
+FERPLUS_OF_LABEL = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+
+
+def write_votes_csv(path: Path, fer_csv: Path, unknown_every: int = 0) -> Path:
+    """A FER+-style votes file paired with `fer_csv` row by row: 8 taggers vote for
+    the face's label and 2 for the next emotion; every `unknown_every`-th face is
+    voted "unknown" by most taggers instead."""
+    table = pd.read_csv(fer_csv)
+    votes = pd.DataFrame(0, index=table.index, columns=FERPLUS_COLUMNS)
+    for row, label in enumerate(table.emotion):
+        votes.loc[row, FERPLUS_OF_LABEL[label]] += 8
+        votes.loc[row, FERPLUS_OF_LABEL[(label + 1) % 7]] += 2
+        if unknown_every and row % unknown_every == 0:
+            votes.loc[row] = 0
+            votes.loc[row, ["unknown", FERPLUS_OF_LABEL[label]]] = [7, 3]
+    votes.insert(0, "Image name", [f"fer{row:07d}.png" for row in table.index])
+    votes.insert(0, "Usage", table.Usage)
+    votes.to_csv(path, index=False)
     return path
 
 

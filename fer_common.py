@@ -143,8 +143,22 @@ class OneLineErrorParser(argparse.ArgumentParser):
     other error of the scripts (--help shows the usage)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see --help)", file=sys.stderr)
+        print(f"error: {message}{self.did_you_mean(message)} (see --help)", file=sys.stderr)
         sys.exit(2)
+
+    def did_you_mean(self, message: str) -> str:
+        """ "; did you mean --epochs?" for a misspelt option, else nothing."""
+        import difflib
+
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if not unknown:
+            return ""
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        for word in unknown.group(1).split():
+            close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.7)
+            if word.startswith("--") and close:
+                return f"; did you mean {close[0]}?"
+        return ""
 
 
 def setting_comments(source: str) -> dict[str, str]:

@@ -23,9 +23,8 @@ import video_tester as vt
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
 PHOTOS = [ROOT / "data" / "astronaut.jpg"] + [
-    SHARED_PHOTOS / name for name in ("two_people.jpg", "obama-720p.jpg", "biden.jpg")
+    ROOT / "tests" / "photos" / name for name in ("two_people.jpg", "obama-720p.jpg", "biden.jpg")
 ]
 
 

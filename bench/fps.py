@@ -40,7 +40,7 @@ from bench.accuracy import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PHOTOS = ROOT.parent / "shared" / "photos"
+PHOTOS = ROOT / "tests" / "photos"
 SHARED_YUNET = ROOT.parent / "shared" / "yunet" / fer_faces.YUNET_PATH.name
 PORTRAITS = [  # (photo, which face left to right): four different people
     (PHOTOS / "obama-720p.jpg", 0),

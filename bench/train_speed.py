@@ -68,8 +68,6 @@ ROWS = {
     "3 conv blocks": ({}, ["--conv-blocks", "3"]),
     "44 px crops": ({}, ["--crop", "44"]),
     "40 px crops": ({}, ["--crop", "40"]),
-    "BatchNorm per block": ({}, ["--batch-norm", "block"]),
-    "BatchNorm per block, none in the first": ({}, ["--batch-norm", "late"]),
     "fast preset": ({}, ["--preset", "fast"]),
 }
 

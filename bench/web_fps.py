@@ -101,8 +101,6 @@ def main() -> None:
     args = parser.parse_args()
     if reason := missing():
         sys.exit(reason)
-    if not PHOTOS.is_dir():
-        sys.exit(f"no photos at {PHOTOS}: the fake camera films one of them")
     detectors = {"Haar": ["--detector", "haar"]}
     if SHARED_YUNET.is_file():
         detectors["YuNet"] = ["--detector", "yunet", "--detector-model", str(SHARED_YUNET)]

@@ -25,7 +25,7 @@ FER2013 = Path(
 FERPLUS = Path(
     os.environ.get("FERPLUS_PATH", ROOT.parent / "shared" / "ferplus" / "fer2013new.csv")
 )
-SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
+PHOTOS = ROOT / "tests" / "photos"  # real faces, public domain (its README)
 
 # A small network that learns the synthetic stripes in seconds on a CPU.
 SMALL = ["--base-filters", "8", "--conv-blocks", "3", "--dense-units", "32", "--batch-size", "32"]

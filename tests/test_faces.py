@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 from conftest import (
+    PHOTOS,
     ROOT,
     SAMPLE_FACE,
     SAMPLE_PHOTO,
-    SHARED_PHOTOS,
     assert_one_line_error,
     run_script,
 )
@@ -26,7 +26,6 @@ import fer_faces
 import video_tester as vt
 
 SHARED_YUNET = ROOT.parent / "shared" / "yunet" / "face_detection_yunet_2023mar.onnx"
-needs_photos = pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"no {SHARED_PHOTOS}")
 needs_yunet = pytest.mark.skipif(not SHARED_YUNET.is_file(), reason=f"no YuNet at {SHARED_YUNET}")
 DETECTORS = [
     pytest.param(["--detector", "haar"], id="haar"),
@@ -48,7 +47,7 @@ FRAME = (640, 360)
 
 def shot(photo: str, scale: float, start: tuple[int, int], step: tuple[int, int], frames: int):
     """A camera panning over a photo: (frame, the faces' boxes in it) per frame."""
-    image = cv2.imread(str(SHARED_PHOTOS / photo))
+    image = cv2.imread(str(PHOTOS / photo))
     image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     pad = 150  # room to pan; repeated edges hold no faces
     image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
@@ -68,7 +67,6 @@ def clip_with_cuts():
     ]
 
 
-@needs_photos
 @pytest.mark.parametrize("detector", DETECTORS)
 def test_every_face_of_a_clip_with_cuts_and_motion_is_labelled(detector):
     run = pipeline(*detector)
@@ -267,11 +265,10 @@ def test_upright_face_undoes_a_known_turn():
 
 
 @needs_yunet
-@needs_photos
 def test_yunet_reads_how_a_face_leans_from_its_eyes():
     """With test_upright_face_undoes_a_known_turn: the eyes end up level."""
     detector = fer_faces.YuNetDetector(SHARED_YUNET, vt.MIN_SCORE)
-    photo = cv2.imread(str(SHARED_PHOTOS / "obama-720p.jpg"))
+    photo = cv2.imread(str(PHOTOS / "obama-720p.jpg"))
     (box,), (lean,) = detector(photo, None)
     centre = (box[0] + box[2] / 2, box[1] + box[3] / 2)
     for degrees in (-10, 10):

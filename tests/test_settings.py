@@ -89,3 +89,19 @@ def test_auto_or_a_number():
     cfg = er.parse_args(["--prior-correction", "0.5"])
     assert cfg.prior_correction == 0.5
     assert er.parse_args([]).prior_correction == "auto"
+
+
+@pytest.mark.parametrize(
+    ("script", "typed", "meant"),
+    [("emotion_recognition.py", "--epohcs", "--epochs"),
+     ("video_tester.py", "--detecter", "--detector")],
+)  # fmt: skip
+def test_a_misspelt_option_is_answered_with_the_closest_real_one(script, typed, meant):
+    result = run_script(script, typed, "3")
+    assert_one_line_error(result, f"unrecognized arguments: {typed} 3", f"did you mean {meant}?")
+
+
+def test_no_suggestion_for_what_is_nothing_like_an_option():
+    parser = er.make_parser()
+    assert parser.did_you_mean("unrecognized arguments: --zzzzzz") == ""
+    assert parser.did_you_mean("argument --epochs: invalid whole number") == ""

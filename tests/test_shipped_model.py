@@ -12,10 +12,10 @@ import pytest
 from conftest import (
     FER2013,
     FERPLUS,
+    PHOTOS,
     ROOT,
     SAMPLE_FACE,
     SAMPLE_PHOTO,
-    SHARED_PHOTOS,
     assert_plain_keras_loads,
     run_script,
 )
@@ -149,9 +149,7 @@ def test_the_demo_still_sees_a_smile_in_a_dark_noisy_picture(tmp_path):
     face's mean grey 40 (146 in the photo), a quarter of its contrast, and the
     noise of a camera's sensor. (Darker, flatter or noisier, the Haar cascade no
     longer finds the face at all.)"""
-    photo = SHARED_PHOTOS / "obama-720p.jpg"
-    if not photo.is_file():
-        pytest.skip(f"shared photo {photo} not found")
+    photo = PHOTOS / "obama-720p.jpg"
     gray = cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE).astype(np.float32)
     noise = np.random.default_rng(0).normal(0, 2, gray.shape)
     dark = np.clip(np.round(40 + 0.25 * (gray - 146) + noise), 0, 255).astype(np.uint8)

@@ -25,17 +25,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, SAMPLE_PHOTO, SHARED_PHOTOS
+from conftest import PHOTOS, ROOT, SAMPLE_PHOTO
 
 import fer_common as fer
 import fer_faces
 import fer_study
 import video_tester as vt
 from fer_common import UserError
-
-pytestmark = pytest.mark.skipif(
-    not SHARED_PHOTOS.is_dir(), reason=f"no real photos at {SHARED_PHOTOS}"
-)
 
 FRAMES = 24  # per clip, at 10 FPS
 # Each recording of the study folder and the faces it shows.
@@ -63,9 +59,9 @@ def recordings(tmp_path_factory) -> Path:
     video and a file that is neither."""
     folder = tmp_path_factory.mktemp("study") / "recordings"
     (folder / "talk").mkdir(parents=True)
-    write_clip(SHARED_PHOTOS / "biden.jpg", folder / "biden.avi", 200)
-    write_clip(SHARED_PHOTOS / "obama-720p.jpg", folder / "obama.avi", 320)
-    write_clip(SHARED_PHOTOS / "two_people.jpg", folder / "talk" / "two_people.avi", 400)
+    write_clip(PHOTOS / "biden.jpg", folder / "biden.avi", 200)
+    write_clip(PHOTOS / "obama-720p.jpg", folder / "obama.avi", 320)
+    write_clip(PHOTOS / "two_people.jpg", folder / "talk" / "two_people.avi", 400)
     shutil.copy(SAMPLE_PHOTO, folder / "still.jpg")
     (folder / BROKEN).write_bytes(b"\x00" * 1000)
     (folder / "notes.txt").write_text("not a recording")
@@ -192,7 +188,7 @@ def test_two_workers_write_what_one_writes_and_name_the_broken_video(
 
 def test_haar_faces_come_left_to_right_in_every_run():
     """New faces get their ids in the detector's order, which OpenCV's threads vary."""
-    gray = cv2.imread(str(SHARED_PHOTOS / "two_people.jpg"), cv2.IMREAD_GRAYSCALE)
+    gray = cv2.imread(str(PHOTOS / "two_people.jpg"), cv2.IMREAD_GRAYSCALE)
     detector = fer_faces.HaarDetector(vt.CASCADE, 1.1, 8, 30)
     runs = [detector(None, gray)[0].tolist() for _ in range(10)]
     assert len(runs[0]) == 2 and runs[0][0][0] < runs[0][1][0]

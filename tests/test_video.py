@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import (
+    PHOTOS,
     ROOT,
     SAMPLE_FACE,
     SAMPLE_PHOTO,
-    SHARED_PHOTOS,
     assert_one_line_error,
     run_script,
 )
@@ -88,15 +88,14 @@ def test_shipped_model_labels_the_sample_photo_sensibly():
     assert tracks[0].probabilities.max() > 0.5
 
 
-@pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"no real photos at {SHARED_PHOTOS}")
 def test_folder_of_real_photos_finds_every_face(tmp_path: Path):
     result = run_script(
-        "video_tester.py", "--source", str(SHARED_PHOTOS), "--no-display",
+        "video_tester.py", "--source", str(PHOTOS), "--no-display",
         "--output", str(tmp_path / "out"), "--log", str(tmp_path / "f.csv"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(p.name for p in SHARED_PHOTOS.glob("*.jpg"))
+    assert written == sorted(p.name for p in PHOTOS.glob("*.jpg"))
     faces_per_frame = pd.read_csv(tmp_path / "f.csv").groupby("frame").size().tolist()
     assert sum(faces_per_frame) == 4  # two_people.jpg: 2, biden.jpg: 1, obama-720p.jpg: 1
 

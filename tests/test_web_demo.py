@@ -29,15 +29,13 @@ from browser import (
     start_webcam,
     write_camera_clip,
 )
-from conftest import ROOT, SHARED_PHOTOS
+from conftest import PHOTOS, ROOT
 
-PORTRAIT = SHARED_PHOTOS / "obama-720p.jpg"  # one face, smiling, 0.9 megapixels
-PAIR = SHARED_PHOTOS / "two_people.jpg"  # two faces, 0.7 megapixels
-BIG = SHARED_PHOTOS / "biden.jpg"  # 2.1 megapixels: over the limit set below
+PORTRAIT = PHOTOS / "obama-720p.jpg"  # one face, smiling, 0.9 megapixels
+PAIR = PHOTOS / "two_people.jpg"  # two faces, 0.7 megapixels
+BIG = PHOTOS / "biden.jpg"  # 2.1 megapixels: over the limit set below
 LIMITS = ["--max-megapixels", "1", "--max-frames", "5", "--max-upload-mb", "2"]
 ONE_LABEL = r"(Angry|Disgust|Fear|Happy|Sad|Surprise|Neutral) \d+%|uncertain"
-
-pytestmark = pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"no photos at {SHARED_PHOTOS}")
 
 
 @dataclass

@@ -7,7 +7,10 @@ well its confidences match its accuracy.
   (logit adjustment, Menon et al., 2021), tau chosen for validation macro-F1;
 - temperature scaling (Guo et al., 2017): one divisor of the logits, fitted by
   validation log-loss, so that a face labelled with 80 % confidence is right about
-  80 % of the time; it never changes the predicted emotion.
+  80 % of the time; it never changes the predicted emotion;
+- the minimum confidence: the top probability under which the calibrated model's
+  labels are wrong more often than right on the validation faces; the demo shows
+  such a face as "uncertain" (metrics.json carries it with the model).
 """
 
 from __future__ import annotations
@@ -48,7 +51,11 @@ def calibrate(
     )
     log_prob = log_prob - tau * log_share
     temperature = fit_temperature(log_prob, labels) if scale_temperature else 1.0
-    print(f"temperature: {temperature:.3f}")
+    probabilities = averaged(log_prob, temperature)
+    min_confidence = wrong_more_often_below(
+        probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    )
+    print(f"temperature: {temperature:.3f}; minimum confidence: {min_confidence:.2f}")
 
     layer = model.get_layer("emotion")
     kernel, bias = layer.get_weights()
@@ -56,8 +63,34 @@ def calibrate(
     return {
         "prior_correction": tau,
         "temperature": temperature,
+        "min_confidence": round(min_confidence, 2),
         "val_macro_f1_by_prior_correction": macro_f1,
     }
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[dict]:
+    """Per bin of equal count, in rising confidence: its range, size and accuracy."""
+    groups = np.array_split(np.argsort(confidence, kind="stable"), bins)
+    return [
+        {"low": float(confidence[g].min()), "high": float(confidence[g].max()),
+         "faces": len(g), "accuracy": float(correct[g].mean())}
+        for g in groups if len(g)
+    ]  # fmt: skip
+
+
+def wrong_more_often_below(confidence: np.ndarray, correct: np.ndarray, bins: int = 20) -> float:
+    """The confidence below which labels are wrong more often than right: the
+    boundary under the run of top bins (of equal count) that are each right at
+    least half the time (0 when every bin is, 1 when even the surest is not)."""
+    table = reliability(confidence, correct, bins)
+    sure = len(table)
+    while sure > 0 and table[sure - 1]["accuracy"] >= 0.5:
+        sure -= 1
+    if sure == len(table):
+        return 1.0
+    if sure == 0:
+        return 0.0
+    return (table[sure - 1]["high"] + table[sure]["low"]) / 2
 
 
 def averaged(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -69,6 +70,10 @@ FACE_MARGIN = 0.1
 VIEWS = "flip"
 VIEW_CHOICES = ("one", "flip", "ten")
 VIEW_SHIFT = 2
+
+# Below its top probability a face is shown as "uncertain": each model's own value is
+# in its metrics.json (training finds it); this one is for a model without one.
+MIN_CONFIDENCE = 0.5
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -469,6 +474,17 @@ def load_model(path: str | Path = "models"):
             f"{first_line(error)}"
         ) from None
     return model
+
+
+def model_min_confidence(path: str | Path) -> float:
+    """The minimum confidence found for the model at `path` when it was trained (its
+    folder's metrics.json: under it, its labels are wrong more often than right),
+    else MIN_CONFIDENCE."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return float(json.loads((folder / "metrics.json").read_text())["min_confidence"])
+    return MIN_CONFIDENCE
 
 
 def first_line(error: Exception) -> str:

@@ -90,10 +90,10 @@ FULL_SEARCH_EVERY = 4
 SMOOTHING = 0.7  # share of a face's past probabilities kept each frame (0: raw labels)
 MIN_IOU = 0.3  # a face box overlapping a track's last box this much continues the track
 MAX_MISSED = 5  # forget a face that this many searches in a row looked for and did not find
-# below this smoothed top probability a face is labelled "uncertain" (grey box): the
-# point under which the model's labels are wrong more often than right on FER-2013's
-# PublicTest faces (`python -m bench.confidence` finds it for a model)
-MIN_CONFIDENCE = 0.55
+# below this smoothed top probability a face is labelled "uncertain" (grey box); "auto":
+# the model's own, found when it was trained (metrics.json): the point under which its
+# labels are wrong more often than right on FER-2013's PublicTest faces
+MIN_CONFIDENCE = "auto"
 
 # What the command line accepts for a setting where its default's type says too
 # little: choices, or a function that converts the text (ValueError: refused).
@@ -111,7 +111,7 @@ ACCEPTS = {
     "SMOOTHING": fer.number(0, 0.99),
     "MIN_IOU": fer.number(0, 1),
     "MAX_MISSED": fer.number(1, kind=int),
-    "MIN_CONFIDENCE": fer.number(0, 1),
+    "MIN_CONFIDENCE": fer.auto_or(fer.number(0, 1)),
 }
 SETTINGS = {name: value for name, value in globals().items()
             if name.isupper() and name not in ("HERE", "UNCERTAIN", "ACCEPTS")}  # fmt: skip
@@ -287,6 +287,11 @@ class Pipeline:
             keras_model = fer.load_model(cfg.model) if litert else self.model
             self.explainer = fer_explain.GradCam(keras_model)
         self.detector = fer_faces.make_detector(cfg)
+        self.min_confidence = (
+            fer.model_min_confidence(cfg.model)
+            if cfg.min_confidence == "auto"
+            else cfg.min_confidence
+        )
         self.cfg = cfg
         self.faces = self.heat = np.zeros((0, fer.IMAGE_SIZE, fer.IMAGE_SIZE))  # the last frame's
         self.reset()
@@ -297,7 +302,7 @@ class Pipeline:
         self.finder = fer_faces.FaceFinder(self.detector, cfg.detect_every, cfg.min_iou,
                                            cfg.full_search_every)  # fmt: skip
         self.tracker = fer_faces.Tracker(cfg.smoothing, cfg.min_iou, cfg.max_missed,
-                                         cfg.min_confidence)  # fmt: skip
+                                         self.min_confidence)  # fmt: skip
         self.seconds = dict.fromkeys(("detect", "preprocess", "classify", "explain", "draw"), 0.0)
 
     def __call__(self, frame: np.ndarray, new_scene: bool = False, fps: float = 0.0) -> list[Track]:

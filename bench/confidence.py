@@ -1,7 +1,7 @@
-"""MIN_CONFIDENCE for video_tester.py: the top probability below which the model's
-label is wrong more often than right, found on FER-2013's PublicTest faces (where
-every post-hoc choice is made) and checked on PrivateTest; right and wrong against
-the FER+ taggers' majority (`--labels fer2013`: FER-2013's own labels).
+"""The model's minimum confidence: the top probability below which its label is
+wrong more often than right, found on FER-2013's PublicTest faces (where every
+post-hoc choice is made) and checked on PrivateTest; right and wrong against the
+FER+ taggers' majority (`--labels fer2013`: FER-2013's own labels).
 
     python -m bench.confidence [--data PATH] [--votes PATH] [--model models/] [--bins 20]
 
@@ -10,44 +10,19 @@ averaged over the demo's test-time views),
 cuts them into bins of equal count and prints each bin's confidence range and
 accuracy: the reliability table. The threshold is where that accuracy falls
 under one half: the boundary under the run of top bins that are each right at
-least half the time. Put the printed value into MIN_CONFIDENCE at the top of
-video_tester.py.
-Not a test: run it by hand (a minute on a CPU).
+least half the time (fer_calibration.wrong_more_often_below). Training finds the
+same value and writes it to metrics.json's `min_confidence`, which the demo uses
+(`--min-confidence auto`): this shows the table behind it, and checks it for a
+model trained before that. Not a test: run it by hand (a minute on a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import fer_common as fer
 from bench.accuracy import MAJORITY, ORIGINAL, ROOT, add_data_arguments, held_out_faces
-
-
-def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[dict]:
-    """Per bin of equal count, in rising confidence: its range, size and accuracy."""
-    groups = np.array_split(np.argsort(confidence, kind="stable"), bins)
-    return [
-        {"low": float(confidence[g].min()), "high": float(confidence[g].max()),
-         "faces": len(g), "accuracy": float(correct[g].mean())}
-        for g in groups if len(g)
-    ]  # fmt: skip
-
-
-def wrong_more_often_below(confidence: np.ndarray, correct: np.ndarray, bins: int = 20) -> float:
-    """The confidence below which labels are wrong more often than right: the
-    boundary under the run of top bins that are each right at least half the time
-    (0 when every bin is, 1 when even the surest is not)."""
-    table = reliability(confidence, correct, bins)
-    sure = len(table)
-    while sure > 0 and table[sure - 1]["accuracy"] >= 0.5:
-        sure -= 1
-    if sure == len(table):
-        return 1.0
-    if sure == 0:
-        return 0.0
-    return (table[sure - 1]["high"] + table[sure]["low"]) / 2
+from fer_calibration import reliability, wrong_more_often_below
 
 
 def main() -> None:
@@ -73,7 +48,7 @@ def main() -> None:
     for row in reliability(confidence, correct, args.bins):
         print(f"| {row['low']:.2f}-{row['high']:.2f} | {row['faces']} | {row['accuracy']:.0%} |")
     threshold = wrong_more_often_below(confidence, correct, args.bins)
-    print(f"\nMIN_CONFIDENCE = {threshold:.2f}: below it a label is wrong more often than right.")
+    print(f"\nminimum confidence {threshold:.2f}: below it a label is wrong more often than right.")
     for name, (confidence, correct) in found.items():
         kept = confidence >= threshold
         if kept.any():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +26,7 @@ from conftest import (
 )
 
 import emotion_recognition as er
+import fer_calibration
 import fer_common as fer
 import fer_explain
 import fer_faces
@@ -309,27 +310,38 @@ def test_log_keeps_the_raw_probabilities_beside_the_smoothed_ones(tiny_model: Pa
     assert card.shape[0] == fer_explain.CARD_SIZE and card.shape[1] > 2 * fer_explain.CARD_SIZE
 
 
-def load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("crossing", [0.35, 0.6])
 def test_min_confidence_is_where_labels_turn_more_wrong_than_right(crossing):
     """Faces whose chance of a right label rises with confidence and is one half
-    at `crossing`: the bench finds that point."""
-    bench = load_bench("confidence")
+    at `crossing`: the rule finds that point."""
     rng = np.random.default_rng(0)
     confidence = rng.uniform(1 / 7, 1, 20_000)
     chance = np.clip(0.5 + 2 * (confidence - crossing), 0, 1)
     correct = rng.random(confidence.size) < chance
-    assert bench.wrong_more_often_below(confidence, correct, bins=40) == pytest.approx(
+    assert fer_calibration.wrong_more_often_below(confidence, correct, bins=40) == pytest.approx(
         crossing, abs=0.03
     )
-    assert bench.wrong_more_often_below(confidence, np.ones(confidence.size, bool)) == 0
-    assert bench.wrong_more_often_below(confidence, np.zeros(confidence.size, bool)) == 1
+    assert fer_calibration.wrong_more_often_below(confidence, np.ones(confidence.size, bool)) == 0
+    assert fer_calibration.wrong_more_often_below(confidence, np.zeros(confidence.size, bool)) == 1
+
+
+def test_a_models_own_minimum_confidence_travels_in_its_metrics(tmp_path: Path):
+    assert fer.model_min_confidence(tmp_path) == fer.MIN_CONFIDENCE  # none recorded
+    (tmp_path / "metrics.json").write_text('{"min_confidence": 0.62}')
+    assert fer.model_min_confidence(tmp_path) == 0.62
+    assert fer.model_min_confidence(tmp_path / "fer.keras") == 0.62  # a file of that folder
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert fer.model_min_confidence(tmp_path) == fer.MIN_CONFIDENCE
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"), [([], "recorded"), (["--min-confidence", "0.3"], 0.3)]
+)
+def test_the_demo_shows_uncertain_under_the_models_own_threshold(flag, expected):
+    pipeline = vt.Pipeline(vt.parse_args(["--detector", "haar", *flag]))
+    if expected == "recorded":
+        expected = json.loads((ROOT / "models" / "metrics.json").read_text())["min_confidence"]
+    assert pipeline.min_confidence == pipeline.tracker.min_confidence == expected
 
 
 # --------------------------------------------------------------------------

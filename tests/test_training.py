@@ -56,6 +56,7 @@ def test_training_learns_a_learnable_task_well_above_chance(trained):
         metrics[k] for k in ("test_calibration_error", "test_calibration_error_uncalibrated")
     )
     assert ece <= ece_uncalibrated + 0.02
+    assert 0 <= metrics["min_confidence"] <= 1  # the demo's "uncertain" line, found on val
     plots = ["confusion_matrix.png", "reliability_diagram.png", "training_curves.png"]
     for name in ["fer.json", "fer.h5", "fer.keras", *plots]:
         assert (models / name).stat().st_size > 0, name

@@ -54,7 +54,7 @@ def test_headless_run_on_a_clip_writes_video_face_log_and_summary(photo_clip: Pa
     probabilities = rows[[e.lower() for e in fer.EMOTIONS]].to_numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-3)
     top = np.array(fer.EMOTIONS)[probabilities.argmax(axis=1)]
-    sure = rows["confidence"] >= vt.MIN_CONFIDENCE
+    sure = rows["confidence"] >= fer.model_min_confidence(ROOT / "models")
     assert (rows["emotion"] == np.where(sure, top, fer_faces.UNCERTAIN)).all()
     assert rows["time_s"].iloc[-1] == pytest.approx(11 / 10, abs=1e-3)  # 10 FPS clip
 

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,10 @@ import pandas as pd
 import fer_calibration
 import fer_common as fer
 import fer_data
-import fer_runs
 from fer_common import UserError, atomic_path
+
+if typing.TYPE_CHECKING:  # imported where training needs them: they import Keras (seconds)
+    import fer_runs
 
 HERE = Path(__file__).resolve().parent
 
@@ -194,6 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     known = parser.parse_known_args(argv)[0]
     parser.set_defaults(**PRESETS[known.preset])  # flags given on the command line still win
     if known.resume:
+        import fer_runs
+
         run = fer_runs.Run.open(known.resume, known.runs)
         gone = sorted(set(run.state["settings"]) - {name.lower() for name in SETTINGS})
         if gone:  # going on without them would silently train another recipe
@@ -366,6 +371,9 @@ def train(model, data, cfg: argparse.Namespace, run: fer_runs.Run) -> int:
     validation epoch; Ctrl-C stops early. Returns the epochs run in all."""
     import keras
 
+    import fer_batches
+    import fer_runs
+
     compile_model(model, cfg, len(data["train"][1]))
     plateau, patience = None, cfg.epochs  # (cosine: no early stopping)
     if cfg.lr_schedule == "plateau":
@@ -374,9 +382,10 @@ def train(model, data, cfg: argparse.Namespace, run: fer_runs.Run) -> int:
     checkpoint = fer_runs.Checkpoint(run, patience, plateau)  # after the plateau: its state
     distribution = keras.distribution.distribution()
     split = 1 if distribution is None else distribution.device_mesh.devices.size
-    batches = fer_data.FaceBatches(
+    batches = fer_batches.FaceBatches(
         *data["train"], cfg.batch_size, seed=cfg.seed, first_epoch=run.epoch, split=split
     )
+    validation = fer_batches.FaceBatches(*data["val"], cfg.batch_size, split=split)
     callbacks = [plateau, checkpoint] if plateau else [checkpoint]
     try:
         with fer_runs.CtrlC() as ctrl_c:
@@ -385,7 +394,7 @@ def train(model, data, cfg: argparse.Namespace, run: fer_runs.Run) -> int:
                     batches,
                     steps_per_epoch=len(batches),
                     shuffle=False,  # the batches come shuffled
-                    validation_data=fer_data.FaceBatches(*data["val"], cfg.batch_size, split=split),
+                    validation_data=validation,
                     epochs=cfg.epochs,
                     initial_epoch=run.epoch,
                     callbacks=[*callbacks, ctrl_c],
@@ -545,7 +554,8 @@ def main() -> None:
     cfg = parse_args()
     out_dir = Path(cfg.out_dir)
     if cfg.export:
-        if fer.export_tflite(fer.load_model(out_dir), out_dir / fer.MODEL_TFLITE):
+        model = fer.load_model(out_dir)
+        if fer.export_tflite(model, out_dir / fer.MODEL_TFLITE, out_dir / fer.MODEL_WEIGHTS):
             print(f"wrote {out_dir / fer.MODEL_TFLITE}")
         return
     if cfg.evaluate:
@@ -557,6 +567,8 @@ def main() -> None:
 
     import keras
 
+    import fer_runs
+
     keras.utils.set_random_seed(cfg.seed)
     precision = choose_precision(cfg.precision)
     try:
@@ -566,7 +578,7 @@ def main() -> None:
     distribution = choose_devices(cfg.devices, cfg.batch_size)
     data_path = fer_data.find_data(cfg.data)
     votes_path = fer_data.find_votes(cfg.votes, data_path)
-    data_sha256 = fer_data.file_sha256(data_path)
+    data_sha256 = fer.file_sha256(data_path)
     run = fer_runs.Run.open(cfg.resume, cfg.runs) if cfg.resume else None
     if run:
         run.check_data(data_sha256, data_path)

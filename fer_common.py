@@ -39,18 +39,26 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def _import_keras_quietly():
-    """Import Keras with stderr muted: TensorFlow 2.21 prints C++ start-up lines
-    (oneDNN, CUDA) that no setting hides, and they would bury our one-line errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _quiet_stderr():
-        import keras
+def _keras():
+    """Keras, imported on first use with stderr muted: TensorFlow takes seconds to
+    import (the demo's LiteRT path needs none of it), and TensorFlow 2.21 prints C++
+    start-up lines (oneDNN, CUDA) that no setting hides, which would bury our
+    one-line errors."""
+    if "keras" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _quiet_stderr():
+            import keras
 
-        keras.ops.zeros(1)  # TensorFlow probes for a GPU on first use: also noisy
-    return keras
+            keras.ops.zeros(1)  # TensorFlow probes for a GPU on first use: also noisy
+    return sys.modules["keras"]
 
 
-keras = _import_keras_quietly()
+def __getattr__(name: str):
+    """`fer_common.keras`: Keras, imported when first asked for (see _keras)."""
+    if name == "keras":
+        return _keras()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # FER-2013's label order: the CSV's `emotion` column indexes this tuple.
 EMOTIONS = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
@@ -80,6 +88,9 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 MODEL_JSON = "fer.json"
 MODEL_WEIGHTS = "fer.h5"
 MODEL_TFLITE = "fer.tflite"  # the same model for LiteRT (phones, boards, a fast CPU path)
+# beside it: the SHA-256 of the fer.h5 it was made from, so that the demo can take the
+# LiteRT twin without loading Keras to compare the two (seconds of start-up)
+TWIN_RECORD = "fer.tflite.sha256"
 # How far the LiteRT twin's probabilities may stray from the Keras model's: its
 # weights are 8-bit (a twin of another model strays further).
 LITERT_TOLERANCE = 0.05
@@ -333,6 +344,7 @@ def inference_copy(model):
             for key, value in layer["config"].items()
         }
         layer["config"]["dtype"] = "float32"
+    keras = _keras()
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")  # the Sequential's own dtype
     try:
@@ -372,20 +384,60 @@ def save_model(model, model_dir: str | Path) -> None:
         model.save(keras_tmp)
         for tmp in tflite_tmp:
             _export_litert(model, tmp)
+            # Entered last, renamed first: until the new fer.h5 is in place, the record
+            # matches no fer.h5 there, and the demo checks the twin the slow way.
+            record = stack.enter_context(atomic_path(model_dir / TWIN_RECORD))
+            record.write_text(file_sha256(h5_tmp) + "\n")
 
 
-def export_tflite(model, path: str | Path) -> bool:
-    """Write the model as a LiteRT (TensorFlow Lite) flatbuffer, atomically."""
+def export_tflite(model, path: str | Path, weights: str | Path | None = None) -> bool:
+    """Write the model as a LiteRT (TensorFlow Lite) flatbuffer, atomically. `weights`:
+    the fer.h5 the model was loaded from, recorded beside it as the twin's source;
+    without, any old record goes (it would vouch for another model)."""
     if not _can_export_litert(path):
         return False
-    with atomic_path(path) as tmp:
+    path = Path(path)
+    record = path.parent / TWIN_RECORD
+    if weights is None:
+        record.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            _export_litert(model, tmp)
+        return True
+    # The record is renamed after the twin: a kill between the two leaves the old
+    # record, which names no fer.h5 there, or this same one.
+    with atomic_path(record) as record_tmp, atomic_path(path) as tmp:
         _export_litert(model, tmp)
+        record_tmp.write_text(file_sha256(weights) + "\n")
     return True
+
+
+def twin_is_current(folder: Path) -> bool:
+    """Whether the folder's fer.tflite was made from its fer.h5 as it is now."""
+    with contextlib.suppress(OSError):
+        recorded = (folder / TWIN_RECORD).read_text().strip()
+        return recorded == file_sha256(folder / MODEL_WEIGHTS)
+    return False
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, or of every file under a folder (names and contents)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _can_export_litert(path: Path) -> bool:
     """LiteRT export needs the TensorFlow backend; says so where it is another."""
-    if keras.backend.backend() == "tensorflow":
+    if _keras().backend.backend() == "tensorflow":
         return True
     print(f"not writing {path}: LiteRT export needs the TensorFlow backend")
     return False
@@ -442,6 +494,7 @@ def load_model(path: str | Path = "models"):
     Loading is safe: Keras refuses to run code (lambdas) stored in the files.
     """
     path = Path(path)
+    keras = None if path.suffix == ".tflite" else _keras()
     if path.suffix == ".tflite":
         if not path.is_file():
             raise UserError(

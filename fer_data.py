@@ -1,12 +1,10 @@
 """FER-2013 as arrays: the Kaggle CSV (emotion, pixels, Usage) or an image-folder
 copy, split into train/val/test, with bad rows, bad images and processed copies
-reported in one line each; and the batches training reads from those arrays."""
+reported in one line each; and the FER+ votes that pair with the CSV."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import math
 from pathlib import Path
 
 import cv2
@@ -341,97 +339,3 @@ def drop_bad(bad: list | np.ndarray, total: int, what: str, max_fraction: float)
     if len(bad) > max_fraction * total:
         raise UserError(message)
     print(f"warning: {message}; skipping {'it' if len(bad) == 1 else 'them'}")
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of the data file, or of every file under a data folder."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        with open(file, "rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------
-# Batches for training: uint8 faces in memory, floats only a batch at a time
-# --------------------------------------------------------------------------
-
-
-class FaceBatches(fer.keras.utils.PyDataset):
-    """(uint8 faces, one-hot labels or target distributions) batches cut from the
-    arrays as `model.fit` asks for them: a big data set is held as uint8 (2.3 KB a
-    face), never as floats.
-
-    With a `seed` (training): an endless stream of full batches, reshuffled every
-    epoch in an order that depends on the seed and the epoch only, so a resumed run
-    gets the batches an uninterrupted one would; an epoch's last batch is topped up
-    with faces from the epoch's start. `model.fit(steps_per_epoch=len(batches))`
-    cuts the stream into epochs. Without a seed (validation): every face once, in
-    order. `split`: every batch must split evenly over that many devices, so the
-    last validation batch is padded with faces of weight 0.
-    """
-
-    def __init__(
-        self,
-        faces: np.ndarray,
-        labels: np.ndarray,
-        batch_size: int,
-        seed: int | None = None,
-        first_epoch: int = 0,
-        split: int = 1,
-    ):
-        super().__init__()
-        self.faces, self.labels, self.batch_size = faces, labels, batch_size
-        self.seed, self.first_epoch, self.split = seed, first_epoch, split
-        self.epoch_order = (None, None)
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    @property
-    def num_batches(self) -> int | None:
-        return None if self.seed is not None else len(self)  # None: endless
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
-        if self.seed is None:
-            pick = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
-            pick = pick[pick < len(self.labels)]
-            if self.split == 1:
-                return self.faces[pick], self.one_hot(pick)
-            weights = np.ones(len(pick) + -len(pick) % self.split, "float32")
-            weights[len(pick) :] = 0
-            pick = np.resize(pick, len(weights))  # the padding repeats the first faces
-            return self.faces[pick], self.one_hot(pick), weights
-        epoch, step = divmod(index, len(self))
-        steps = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
-        pick = self.order(self.first_epoch + epoch).take(steps, mode="wrap")
-        return self.faces[pick], self.one_hot(pick)
-
-    def order(self, epoch: int) -> np.ndarray:
-        """The faces' order in `epoch`: the same for the same seed and epoch."""
-        if self.epoch_order[0] != epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self.epoch_order = (epoch, rng.permutation(len(self.labels)))
-        return self.epoch_order[1]
-
-    def one_hot(self, pick: np.ndarray) -> np.ndarray:
-        """The targets of the picked faces: one-hot labels, or the given distributions."""
-        if self.labels.ndim == 2:
-            return self.labels[pick]
-        return np.eye(len(fer.EMOTIONS), dtype="float32")[self.labels[pick]]
-
-
-def pixel_mean_std(faces: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
-    """Mean and standard deviation of all pixels, a chunk of faces at a time:
-    `faces.std()` would make a float64 copy of them all (8 bytes a pixel)."""
-    total = squares = 0.0
-    for start in range(0, len(faces), chunk):
-        part = faces[start : start + chunk].astype(np.float64)
-        total, squares = total + part.sum(), squares + np.square(part).sum()
-    mean = total / max(faces.size, 1)
-    return mean, math.sqrt(max(squares / max(faces.size, 1) - mean**2, 0.0))

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 import fer_common as fer
-from fer_common import UserError, keras
+from fer_common import UserError
 
 HEAT_OPACITY = 0.6  # how much of a face the hottest heat covers; cold regions stay clear
 CARD_SIZE = 192  # px: each picture of an explanation card (face, heat map)
@@ -37,16 +37,16 @@ class GradCam:
                 "--explain needs the Keras model (fer.json + fer.h5, or a .keras file): "
                 "a LiteRT file has no gradients"
             )
-        if not isinstance(model, keras.Sequential):
+        if not isinstance(model, fer.keras.Sequential):
             raise UserError("--explain needs a keras.Sequential model, as training writes")
         cut = end_of_last_conv_block(model)
         self.margins = cropped_margins(model)
         self.block, self.head = model.layers[:cut], model.layers[cut:]
-        gradients = GRADIENTS.get(keras.backend.backend())
+        gradients = GRADIENTS.get(fer.keras.backend.backend())
         if gradients is None:
             raise UserError(
                 f"--explain works with the TensorFlow and JAX backends, "
-                f"not {keras.backend.backend()}"
+                f"not {fer.keras.backend.backend()}"
             )
         self.gradients = gradients(self.features, self.score)
         self(np.zeros((1, fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1)), fer.EMOTIONS[:1])  # compile now
@@ -72,15 +72,16 @@ class GradCam:
         probabilities = features
         for layer in self.head:
             probabilities = layer(probabilities, training=False)
-        log_p = keras.ops.log(keras.ops.maximum(probabilities, 1e-30))
-        centred = log_p - keras.ops.mean(log_p, axis=1, keepdims=True)
-        return keras.ops.sum(keras.ops.take_along_axis(centred, classes[:, None], axis=1))
+        log_p = fer.keras.ops.log(fer.keras.ops.maximum(probabilities, 1e-30))
+        centred = log_p - fer.keras.ops.mean(log_p, axis=1, keepdims=True)
+        return fer.keras.ops.sum(fer.keras.ops.take_along_axis(centred, classes[:, None], axis=1))
 
 
 def end_of_last_conv_block(model) -> int:
     """The index of the first layer after the last Conv2D and the layers that keep
     its output's shape (normalisation, activation): where pooling or Flatten start."""
-    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
+    conv = fer.keras.layers.Conv2D
+    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, conv)]
     if not convs:
         raise UserError("--explain needs a model with a Conv2D layer (Grad-CAM)")
     shape = model.layers[convs[-1]].output.shape
@@ -93,7 +94,8 @@ def end_of_last_conv_block(model) -> int:
 def cropped_margins(model) -> tuple[tuple[int, int], tuple[int, int]]:
     """The ((top, bottom), (left, right)) pixels the model's Cropping2D layers cut off
     the face before its convolutions see it."""
-    cut = [layer.cropping for layer in model.layers if isinstance(layer, keras.layers.Cropping2D)]
+    crop = fer.keras.layers.Cropping2D
+    cut = [layer.cropping for layer in model.layers if isinstance(layer, crop)]
     (top, bottom), (left, right) = np.sum([((0, 0), (0, 0)), *cut], axis=0)
     return (int(top), int(bottom)), (int(left), int(right))
 

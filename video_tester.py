@@ -345,12 +345,16 @@ class Pipeline:
 
 
 def load_fastest_model(path: str, litert: bool = True):
-    """The model at `path`; from a folder, its LiteRT twin instead when that gives
-    the same probabilities, give or take its 8-bit rounding (a fer.tflite left over
-    from an older model does not)."""
-    model = fer.load_model(path)
+    """The model at `path`; from a folder, its LiteRT twin instead when it was made
+    from the folder's fer.h5 (its record says so: Keras is not even imported), or
+    when it gives the same probabilities, give or take its 8-bit rounding (a
+    fer.tflite left over from an older model does not)."""
     twin = Path(path) / fer.MODEL_TFLITE
-    if not (litert and Path(path).is_dir() and twin.is_file()):
+    has_twin = litert and Path(path).is_dir() and twin.is_file()
+    if has_twin and fer.twin_is_current(Path(path)):
+        return fer.load_model(twin)
+    model = fer.load_model(path)
+    if not has_twin:
         return model
     fast = fer.load_model(twin)
     probe = np.random.default_rng(0).integers(0, 256, (4, fer.IMAGE_SIZE, fer.IMAGE_SIZE, 1))

@@ -24,6 +24,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,8 @@ FOLDER = Path(tempfile.mkdtemp(prefix="web_demo_"))
 atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 os.environ["GRADIO_TEMP_DIR"] = str(FOLDER)
 
-import gradio as gr  # noqa: E402
+if typing.TYPE_CHECKING:  # imported when the page is built: seconds, which --help need not wait
+    import gradio as gr
 
 # --------------------------------------------------------------------------
 # Settings
@@ -135,6 +137,8 @@ class WebDemo:
             return self.label_file(Path(path))
         except UserError as error:  # say the file's name, not where Gradio keeps it
             message = str(error).replace(path, Path(path).name)
+            import gradio as gr
+
             raise gr.Error(html.escape(message), print_exception=False) from None
 
     def label_file(self, path: Path) -> tuple:
@@ -163,6 +167,8 @@ class WebDemo:
             vt.plot_summary(history, summary, plot)
             table = vt.format_summary(summary).rename_axis("face").reset_index()
         still = source.is_still
+        import gradio as gr
+
         return (
             gr.Image(str(labelled) if still else None, visible=still),
             gr.Video(None if still else str(labelled), visible=not still),
@@ -199,6 +205,8 @@ def check_upload(path: Path, max_megapixels: float) -> None:
 
 
 def page(demo: WebDemo) -> gr.Blocks:
+    import gradio as gr
+
     with gr.Blocks(title="Facial emotion recognition", analytics_enabled=False) as blocks:
         gr.Markdown(
             "# Facial emotion recognition\n"

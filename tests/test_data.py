@@ -11,6 +11,7 @@ import pytest
 from conftest import assert_one_line_error, run_script, synthetic_faces, write_fer_csv
 
 import emotion_recognition as er
+import fer_batches
 import fer_data
 from fer_common import EMOTIONS, UserError
 
@@ -215,10 +216,10 @@ def test_processed_training_faces_are_warned_about(fer_csv: Path, capsys, transf
 def test_training_batches_cover_every_face_each_epoch_in_an_order_set_by_the_epoch():
     faces, labels = synthetic_faces(per_class=10, seed=2)  # 70 faces: batches of 32
     faces = faces[..., None]
-    batches = fer_data.FaceBatches(faces, labels, 32, seed=5)
+    batches = fer_batches.FaceBatches(faces, labels, 32, seed=5)
     assert len(batches) == 3 and batches.num_batches is None  # endless: fit cuts epochs
 
-    def epoch(stream: fer_data.FaceBatches, number: int) -> tuple[np.ndarray, np.ndarray]:
+    def epoch(stream: fer_batches.FaceBatches, number: int) -> tuple[np.ndarray, np.ndarray]:
         parts = [stream[number * len(stream) + step] for step in range(len(stream))]
         return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
@@ -231,14 +232,14 @@ def test_training_batches_cover_every_face_each_epoch_in_an_order_set_by_the_epo
         assert seen == {faces[i].tobytes(): labels[i] for i in range(70)}
         np.testing.assert_array_equal(x[70:], x[:26])
     assert not np.array_equal(first[0], second[0])  # reshuffled
-    resumed = fer_data.FaceBatches(faces, labels, 32, seed=5, first_epoch=1)
+    resumed = fer_batches.FaceBatches(faces, labels, 32, seed=5, first_epoch=1)
     np.testing.assert_array_equal(epoch(resumed, 0)[0], second[0])  # as if never stopped
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
 def test_validation_batches_give_every_face_once_in_even_shares(split: int):
     faces, labels = synthetic_faces(per_class=5, seed=3)  # 35 faces
-    batches = fer_data.FaceBatches(faces[..., None], labels, 16, split=split)
+    batches = fer_batches.FaceBatches(faces[..., None], labels, 16, split=split)
     parts = [batches[i] for i in range(batches.num_batches)]
     assert all(len(part[0]) % split == 0 for part in parts)
     if split == 1:  # as they are: no weights
@@ -250,10 +251,3 @@ def test_validation_batches_give_every_face_once_in_even_shares(split: int):
     y = np.concatenate([part[1] for part in parts])[weights == 1]
     np.testing.assert_array_equal(x[..., 0], faces)
     np.testing.assert_array_equal(y.argmax(axis=1), labels)
-
-
-def test_pixel_mean_std_without_a_float_copy_matches_numpy():
-    faces = np.random.default_rng(0).integers(0, 256, (50, 48, 48, 1), dtype=np.uint8)
-    mean, std = fer_data.pixel_mean_std(faces, chunk=7)
-    assert mean == pytest.approx(faces.mean(), rel=1e-12)
-    assert std == pytest.approx(faces.std(), rel=1e-9)

@@ -4,9 +4,11 @@ that cannot work is refused when the line is parsed, not after a training run.""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
-from conftest import assert_one_line_error, run_script
+from conftest import ROOT, assert_one_line_error, run_script
 
 import emotion_recognition as er
 import fer_common as fer
@@ -99,6 +101,24 @@ def test_auto_or_a_number():
 def test_a_misspelt_option_is_answered_with_the_closest_real_one(script, typed, meant):
     result = run_script(script, typed, "3")
     assert_one_line_error(result, f"unrecognized arguments: {typed} 3", f"did you mean {meant}?")
+
+
+@pytest.mark.parametrize("script", ["emotion_recognition.py", "video_tester.py", "web_demo.py"])
+def test_help_imports_neither_keras_nor_gradio(script):
+    """Keras (TensorFlow) and Gradio take seconds to import: --help needs neither."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['{script}', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path('{script}', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print([m for m in ('keras', 'tensorflow', 'gradio') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout and result.stdout.splitlines()[-1] == "[]"
 
 
 def test_no_suggestion_for_what_is_nothing_like_an_option():

@@ -61,6 +61,7 @@ def test_training_learns_a_learnable_task_well_above_chance(trained):
     for name in ["fer.json", "fer.h5", "fer.keras", *plots]:
         assert (models / name).stat().st_size > 0, name
     assert "bfloat16" not in (models / "fer.json").read_text()  # saved in float32
+    assert fer.twin_is_current(models)  # the demo may take fer.tflite without Keras
     assert not list(models.glob(".*")), "temporary files left behind"
 
 
@@ -127,7 +128,7 @@ def test_interrupted_save_leaves_the_old_model_intact(
         np.testing.assert_array_equal(np.asarray(again(faces, training=False)), expected)
     litert = fer.load_model(tmp_path / fer.MODEL_TFLITE).predict_on_batch(faces)
     np.testing.assert_allclose(litert, expected, atol=fer.LITERT_TOLERANCE)
-    names = ["fer.h5", "fer.json", "fer.keras", "fer.tflite"]
+    names = ["fer.h5", "fer.json", "fer.keras", "fer.tflite", fer.TWIN_RECORD]
     assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -111,9 +113,34 @@ def test_demo_uses_the_litert_twin_only_when_it_is_the_same_model(tmp_path: Path
          fer.keras.layers.Dense(7, activation="softmax")]
     )  # fmt: skip
     fer.export_tflite(other, tmp_path / fer.MODEL_TFLITE)  # a stale twin
+    assert not fer.twin_is_current(tmp_path)  # no record vouches for it
     model = vt.load_fastest_model(str(tmp_path))
     assert not isinstance(model, fer.LiteRTModel)
     assert "another model" in capsys.readouterr().out
+
+    # --export records which fer.h5 its twin came from: then the demo trusts it as it is
+    fer.export_tflite(model, tmp_path / fer.MODEL_TFLITE, tmp_path / fer.MODEL_WEIGHTS)
+    assert fer.twin_is_current(tmp_path)
+    assert isinstance(vt.load_fastest_model(str(tmp_path)), fer.LiteRTModel)
+    fer.save_model(other, tmp_path / "other")  # the record names fer.h5 as it was then:
+    (tmp_path / fer.MODEL_WEIGHTS).write_bytes(
+        (tmp_path / "other" / fer.MODEL_WEIGHTS).read_bytes()
+    )
+    assert not fer.twin_is_current(tmp_path)  # another fer.h5 since
+
+
+def test_the_demo_starts_without_keras_when_its_litert_twin_is_current():
+    """TensorFlow takes seconds to import: the shipped twin is taken on its record."""
+    code = (
+        "import sys, video_tester as vt\n"
+        "pipeline = vt.Pipeline(vt.parse_args(['--detector', 'haar', '--no-display']))\n"
+        "loaded = [m for m in ('keras', 'tensorflow') if m in sys.modules]\n"
+        "print(type(pipeline.model).__name__, loaded)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["LiteRTModel", "[]"]
 
 
 def test_frames_from_a_still_source_come_from_disk():

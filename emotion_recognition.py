@@ -493,10 +493,10 @@ def evaluate(model, data, original: dict | None = None) -> tuple[dict, np.ndarra
     }
     if original:  # the same model against FER-2013's own labels, on every face
         for split in held_out:
-            faces, labels = original[split]
+            faces, own_labels = original[split]
             for views, suffix in ((fer.VIEWS, ""), ("one", "_one_view")):
                 metrics[f"{split}_accuracy_fer2013{suffix}"] = hit_rate(
-                    fer.predict(model, faces, views), labels
+                    fer.predict(model, faces, views), own_labels
                 )
     return metrics, probabilities["test"]
 

@@ -139,3 +139,11 @@ def test_training_on_votes_reports_both_measures(tmp_path: Path):
     for key in ("test_accuracy_fer2013", "test_accuracy_fer2013_one_view", "val_accuracy_fer2013"):
         assert 0.3 < metrics[key] <= 1, key  # the taggers agree with the labels here
     assert "FER-2013's own labels" in result.stdout
+
+
+def test_votes_with_image_folders_are_refused(tmp_path: Path):
+    fer_csv = write_fer_csv(tmp_path / "fer2013.csv")
+    votes_csv = write_votes_csv(tmp_path / "fer2013new.csv", fer_csv)
+    (tmp_path / "folders" / "train").mkdir(parents=True)
+    with pytest.raises(fer_data.UserError, match="not with image folders"):
+        fer_data.load_data(tmp_path / "folders", CFG, votes_csv)

@@ -455,10 +455,13 @@ def result_files(cfg: argparse.Namespace) -> dict[str, list[Path]]:
     and the face detector's (cfg's detector resolved)."""
     model = Path(cfg.model)
     if model.is_dir():
-        names = [fer.MODEL_JSON, fer.MODEL_WEIGHTS] + [fer.MODEL_TFLITE] * cfg.litert
+        names = [fer.MODEL_JSON, fer.MODEL_WEIGHTS]
+        names += [fer.MODEL_TFLITE, fer.TWIN_RECORD] * cfg.litert
         models = [model / name for name in names if (model / name).is_file()]
     else:
         models = [model, model.with_suffix(".h5")] if model.suffix == ".json" else [model]
+    metrics = (model if model.is_dir() else model.parent) / "metrics.json"
+    models += [metrics] * metrics.is_file()  # the model's own minimum confidence
     detector = "detector_model" if cfg.detector == "yunet" else "cascade"
     return {"model": models, detector: [Path(getattr(cfg, detector))]}
 

@@ -410,6 +410,12 @@ def compile_model(model, cfg: argparse.Namespace, train_faces: int) -> None:
     """AdamW with the learning-rate schedule, label-smoothed cross-entropy, accuracy."""
     import keras
 
+    if keras.backend.backend() == "jax":
+        # Keras marks its random rotation, zoom and translation as unfit for XLA, which
+        # holds for TensorFlow; under JAX they compile (map_coordinates). Unmarked, the
+        # whole step runs op by op: 0.68 s a step on an H200, 0.46 s on a 2-core CPU.
+        for layer in model.layers:
+            layer.supports_jit = True
     steps = int(np.ceil(train_faces / cfg.batch_size)) * cfg.epochs
     learning_rate = cfg.learning_rate
     if cfg.lr_schedule == "cosine":

@@ -25,6 +25,7 @@ fit = keras.Model.fit
 def fit_and_tell(model, *args, **kwargs):  # where the weights were while training
     history = fit(model, *args, **kwargs)
     print(f"weights on {len(model.trainable_variables[0].value.sharding.device_set)} devices")
+    print(f"compiled by XLA: {model.jit_compile}")
     return history
 
 keras.Model.fit = fit_and_tell
@@ -54,6 +55,9 @@ def test_two_devices_train_as_one_does(tmp_path: Path):
     assert "training on 2 devices (cpu:0, cpu:1), 16 faces of every batch each" in result.stdout
     assert result.stdout.count("weights on 1 devices") == 1  # the 1-device run
     assert result.stdout.count("weights on 2 devices") == 1  # copied to both
+    # the augmentation layers say they are unfit for XLA (true of TensorFlow only):
+    # op by op, a step took 0.68 s on an H200 (notebook/2026-12-04-ferplus.md)
+    assert result.stdout.count("compiled by XLA: True") == 2
 
     logs = {}
     for devices, names in ((1, ["cpu:0"]), (2, ["cpu:0", "cpu:1"])):

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,8 @@ import pandas as pd
 import fer_calibration
 import fer_common as fer
 import fer_data
+import fer_runs
 from fer_common import UserError, atomic_path
-
-if typing.TYPE_CHECKING:  # imported where training needs them: they import Keras (seconds)
-    import fer_runs
 
 HERE = Path(__file__).resolve().parent
 
@@ -197,8 +194,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     known = parser.parse_known_args(argv)[0]
     parser.set_defaults(**PRESETS[known.preset])  # flags given on the command line still win
     if known.resume:
-        import fer_runs
-
         run = fer_runs.Run.open(known.resume, known.runs)
         gone = sorted(set(run.state["settings"]) - {name.lower() for name in SETTINGS})
         if gone:  # going on without them would silently train another recipe
@@ -371,24 +366,23 @@ def train(model, data, cfg: argparse.Namespace, run: fer_runs.Run) -> int:
     validation epoch; Ctrl-C stops early. Returns the epochs run in all."""
     import keras
 
-    import fer_batches
-    import fer_runs
+    import fer_fit  # (it imports Keras: seconds that --help and the data checks need not wait)
 
     compile_model(model, cfg, len(data["train"][1]))
     plateau, patience = None, cfg.epochs  # (cosine: no early stopping)
     if cfg.lr_schedule == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=3)
         patience = cfg.patience
-    checkpoint = fer_runs.Checkpoint(run, patience, plateau)  # after the plateau: its state
+    checkpoint = fer_fit.Checkpoint(run, patience, plateau)  # after the plateau: its state
     distribution = keras.distribution.distribution()
     split = 1 if distribution is None else distribution.device_mesh.devices.size
-    batches = fer_batches.FaceBatches(
+    batches = fer_fit.FaceBatches(
         *data["train"], cfg.batch_size, seed=cfg.seed, first_epoch=run.epoch, split=split
     )
-    validation = fer_batches.FaceBatches(*data["val"], cfg.batch_size, split=split)
+    validation = fer_fit.FaceBatches(*data["val"], cfg.batch_size, split=split)
     callbacks = [plateau, checkpoint] if plateau else [checkpoint]
     try:
-        with fer_runs.CtrlC() as ctrl_c:
+        with fer_fit.CtrlC() as ctrl_c:
             if not run.finished(cfg.epochs, patience):
                 model.fit(
                     batches,
@@ -571,17 +565,7 @@ def main() -> None:
         print_summary(evaluate(model, *learning_task(data, cfg))[0])
         return
 
-    import keras
-
-    import fer_runs
-
-    keras.utils.set_random_seed(cfg.seed)
-    precision = choose_precision(cfg.precision)
-    try:
-        keras.mixed_precision.set_global_policy(precision)
-    except ValueError as error:
-        raise UserError(f"--precision {precision}: {fer.first_line(error)}") from None
-    distribution = choose_devices(cfg.devices, cfg.batch_size)
+    # The data first: a missing or broken file is said before Keras is even imported.
     data_path = fer_data.find_data(cfg.data)
     votes_path = fer_data.find_votes(cfg.votes, data_path)
     data_sha256 = fer.file_sha256(data_path)
@@ -596,6 +580,16 @@ def main() -> None:
         print(f"resuming {run.folder} after epoch {run.epoch}"
               + (f", with changed settings: {', '.join(changed)}" if changed else ""))  # fmt: skip
     data, original = learning_task(fer_data.load_data(data_path, cfg, votes_path), cfg)
+
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    precision = choose_precision(cfg.precision)
+    try:
+        keras.mixed_precision.set_global_policy(precision)
+    except ValueError as error:
+        raise UserError(f"--precision {precision}: {fer.first_line(error)}") from None
+    distribution = choose_devices(cfg.devices, cfg.batch_size)
     if cfg.limit:
         faces, labels = data["train"]
         pick = np.random.default_rng(cfg.seed).permutation(len(labels))[: cfg.limit]

@@ -23,7 +23,6 @@ import contextlib
 import itertools
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -175,55 +174,6 @@ class Run:
         import pandas as pd
 
         return pd.DataFrame(self.state["log"])
-
-
-class Checkpoint(fer.keras.callbacks.Callback):
-    """Restores the run's last checkpoint when `fit` begins; after every epoch logs
-    it, keeps it if its validation accuracy is the best yet, checkpoints the run, and
-    stops the training after `patience` epochs without a better one."""
-
-    def __init__(self, run: Run, patience: int, plateau=None):
-        super().__init__()
-        self.run, self.patience, self.plateau = run, patience, plateau
-
-    def on_train_begin(self, logs=None):
-        self.run.restore(self.model, self.plateau)  # after the plateau callback resets
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {name: float(value) for name, value in sorted((logs or {}).items())}
-        logs.setdefault("learning_rate", float(np.asarray(self.model.optimizer.learning_rate)))
-        seconds = time.perf_counter() - self.started
-        self.run.save_epoch(self.model, epoch, logs, seconds, self.plateau)
-        if self.run.epoch - self.run.state["best_epoch"] >= self.patience:
-            self.model.stop_training = True
-
-
-class CtrlC(fer.keras.callbacks.Callback):
-    """Ctrl-C during `fit` raises KeyboardInterrupt at the next batch's end. Raised
-    where the signal lands, it can land inside the input pipeline (tf.data runs the
-    batches' Python code), which swallows it and goes on training. A second Ctrl-C
-    interrupts at once. Use as a context manager around `fit`."""
-
-    def __enter__(self) -> CtrlC:
-        self.pressed = False
-        self.previous = signal.signal(signal.SIGINT, self.press)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self.previous)
-
-    def press(self, signum, frame) -> None:
-        self.pressed = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.pressed:
-            raise KeyboardInterrupt
-
-    on_test_batch_end = on_train_batch_end
 
 
 def architecture(model) -> list:

@@ -79,8 +79,8 @@ def measure(flags: list[str], data_path: str, steps: int) -> dict:
     import numpy as np
 
     import emotion_recognition as er
-    import fer_batches
     import fer_data
+    import fer_fit
 
     cfg = er.parse_args(flags)
     keras = er.fer.keras
@@ -96,7 +96,7 @@ def measure(flags: list[str], data_path: str, steps: int) -> dict:
         model = er.build_model(faces, cfg)
         er.compile_model(model, cfg, len(faces))
         split = distribution.device_mesh.devices.size if distribution else 1
-        batches = fer_batches.FaceBatches(faces, labels, cfg.batch_size, seed=cfg.seed, split=split)
+        batches = fer_fit.FaceBatches(faces, labels, cfg.batch_size, seed=cfg.seed, split=split)
         model.fit(batches, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
     step = float(np.median(np.diff(times[steps // 4 :])))  # after the warm-up
     return {

@@ -11,8 +11,8 @@ import pytest
 from conftest import assert_one_line_error, run_script, synthetic_faces, write_fer_csv
 
 import emotion_recognition as er
-import fer_batches
 import fer_data
+import fer_fit
 from fer_common import EMOTIONS, UserError
 
 CFG = er.parse_args([])
@@ -216,10 +216,10 @@ def test_processed_training_faces_are_warned_about(fer_csv: Path, capsys, transf
 def test_training_batches_cover_every_face_each_epoch_in_an_order_set_by_the_epoch():
     faces, labels = synthetic_faces(per_class=10, seed=2)  # 70 faces: batches of 32
     faces = faces[..., None]
-    batches = fer_batches.FaceBatches(faces, labels, 32, seed=5)
+    batches = fer_fit.FaceBatches(faces, labels, 32, seed=5)
     assert len(batches) == 3 and batches.num_batches is None  # endless: fit cuts epochs
 
-    def epoch(stream: fer_batches.FaceBatches, number: int) -> tuple[np.ndarray, np.ndarray]:
+    def epoch(stream: fer_fit.FaceBatches, number: int) -> tuple[np.ndarray, np.ndarray]:
         parts = [stream[number * len(stream) + step] for step in range(len(stream))]
         return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
@@ -232,14 +232,14 @@ def test_training_batches_cover_every_face_each_epoch_in_an_order_set_by_the_epo
         assert seen == {faces[i].tobytes(): labels[i] for i in range(70)}
         np.testing.assert_array_equal(x[70:], x[:26])
     assert not np.array_equal(first[0], second[0])  # reshuffled
-    resumed = fer_batches.FaceBatches(faces, labels, 32, seed=5, first_epoch=1)
+    resumed = fer_fit.FaceBatches(faces, labels, 32, seed=5, first_epoch=1)
     np.testing.assert_array_equal(epoch(resumed, 0)[0], second[0])  # as if never stopped
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
 def test_validation_batches_give_every_face_once_in_even_shares(split: int):
     faces, labels = synthetic_faces(per_class=5, seed=3)  # 35 faces
-    batches = fer_batches.FaceBatches(faces[..., None], labels, 16, split=split)
+    batches = fer_fit.FaceBatches(faces[..., None], labels, 16, split=split)
     parts = [batches[i] for i in range(batches.num_batches)]
     assert all(len(part[0]) % split == 0 for part in parts)
     if split == 1:  # as they are: no weights

@@ -18,6 +18,7 @@ from conftest import ROOT, SMALL, assert_one_line_error, run_script, synthetic_f
 
 import emotion_recognition as er
 import fer_common as fer
+import fer_fit
 import fer_runs
 
 EPOCHS = 4
@@ -184,7 +185,7 @@ def tiny_model():
 
 def epochs(run: fer_runs.Run, model, plateau, scores: dict[int, float]) -> None:
     """What `fit` does around the checkpoint: begin, then each epoch's end."""
-    checkpoint = fer_runs.Checkpoint(run, patience=3, plateau=plateau)
+    checkpoint = fer_fit.Checkpoint(run, patience=3, plateau=plateau)
     for callback in (plateau, checkpoint):
         callback.set_model(model)
         callback.on_train_begin()
@@ -252,7 +253,7 @@ def test_a_plateau_run_goes_on_under_the_cosine_schedule(tmp_path: Path):
 
     resumed = fer_runs.Run.open(str(run.folder), tmp_path)
     model = tiny_model()
-    checkpoint = fer_runs.Checkpoint(resumed, patience=3)  # cosine: no plateau callback
+    checkpoint = fer_fit.Checkpoint(resumed, patience=3)  # cosine: no plateau callback
     checkpoint.set_model(model)
     checkpoint.on_train_begin()
     checkpoint.on_epoch_begin(1)

@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test` (and `make test-all`).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint
+.PHONY: demo test test-all lint
 
 $(BIN)/activate: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(BIN)/activate: requirements.txt
 demo: $(BIN)/activate
 	$(BIN)/python video_tester.py
 
+# The quick tier (a few minutes on 2 cores); test-all adds the slow tests (CI runs it).
 test: $(BIN)/activate
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: $(BIN)/activate
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT, SMALL, write_fer_csv
 
+pytestmark = pytest.mark.slow  # make test-all: a training under JAX on two virtual devices
+
 # One process (JAX starts slowly), two trainings as the command line runs them.
 TRAIN_ON_1_THEN_2_DEVICES = """
 import sys

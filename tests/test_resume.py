@@ -90,6 +90,7 @@ def assert_ends_as_uninterrupted(root: Path, uninterrupted_root: Path, resumed_o
     }
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_as_the_uninterrupted_run(uninterrupted, tmp_path: Path):
     data, _ = uninterrupted
     finished = kill_in_epoch(training(data, tmp_path), epoch=3)
@@ -121,6 +122,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(uninterrupted, tmp_path: Path):
     data, _ = uninterrupted
     command = training(data, tmp_path)

@@ -118,6 +118,7 @@ def private_test(fer2013):
     return faces[majority >= 0], majority[majority >= 0]
 
 
+@pytest.mark.slow
 def test_the_shared_fer2013_is_not_taken_for_a_processed_copy(fer2013, capsys):
     fer_data.check_splits_alike(fer2013)
     assert "processed copy" not in capsys.readouterr().out
@@ -128,6 +129,7 @@ def accuracy(model, faces, labels) -> float:
     return float(np.mean(fer.predict(model, faces).argmax(axis=1) == labels))
 
 
+@pytest.mark.slow
 def test_shipped_model_scores_its_recorded_privatetest_accuracy(fer2013, private_test):
     model = fer.load_model(MODELS)
     assert accuracy(model, *private_test) == pytest.approx(METRICS["test_accuracy"], abs=0.005)
@@ -138,6 +140,7 @@ def test_shipped_model_scores_its_recorded_privatetest_accuracy(fer2013, private
         )
 
 
+@pytest.mark.slow
 def test_litert_model_scores_within_0_3_points_of_keras(private_test):
     keras_accuracy = accuracy(fer.load_model(MODELS), *private_test)
     litert_accuracy = accuracy(fer.load_model(MODELS / fer.MODEL_TFLITE), *private_test)

@@ -236,6 +236,7 @@ def free_ports(count: int) -> list[int]:
         return [probe.getsockname()[1] for probe in probes]
 
 
+@pytest.mark.slow
 def test_a_ray_cluster_writes_what_one_worker_writes(
     recordings: Path, one_worker: Path, ray_cluster: str, tmp_path: Path
 ):

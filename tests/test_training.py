@@ -132,6 +132,7 @@ def test_interrupted_save_leaves_the_old_model_intact(
     assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):
     data = write_fer_csv(tmp_path / "fer2013.csv", per_class=20)
     process = subprocess.Popen(
@@ -155,6 +156,7 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(tmp_path: Path):
     fer.load_model(tmp_path / "models")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule, stops_early", [("cosine", False), ("plateau", True)])
 def test_only_the_plateau_schedule_stops_early(schedule, stops_early, tmp_path: Path):
     """A learning rate of 0 never improves on the first epoch: --patience 1 ends a

@@ -31,6 +31,8 @@ from browser import (
 )
 from conftest import PHOTOS, ROOT
 
+pytestmark = pytest.mark.slow  # make test-all: a real browser
+
 PORTRAIT = PHOTOS / "obama-720p.jpg"  # one face, smiling, 0.9 megapixels
 PAIR = PHOTOS / "two_people.jpg"  # two faces, 0.7 megapixels
 BIG = PHOTOS / "biden.jpg"  # 2.1 megapixels: over the limit set below
